@@ -1,0 +1,230 @@
+// The engine's two halves, after Wasmtime's split: a PreparedFunction is
+// compiled once and shared; a GuestInstance is cheap, per-call state that is
+// thrown away after any fault.
+import { MAX_LOG_BYTES, MAX_PAYLOAD_BYTES } from '../limits.js';
+import { GuestError, KilnError, PayloadTooLargeError, UnsupportedWasmError, type WireError } from '../protocol/errors.js';
+import type { GuestKind } from '../protocol/methods.js';
+import { analyze, WASI_PREVIEW1 } from './analyze.js';
+import { classifyFault } from './faults.js';
+import { callHandler, type HandlerExports } from './handler-abi.js';
+import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js';
+import { OutputCapture } from './wasi/output.js';
+import { ProcExit, WasiHost } from './wasi/preview1.js';
+
+export interface GuestConfig {
+  functionName: string;
+  functionVersion: number;
+  env: Record<string, string>;
+  memoryMb: number;
+  fuel: number;
+}
+
+export interface Invocation {
+  payload: Uint8Array;
+  contentType: string;
+  requestId: string;
+  /** Wall-clock deadline, ms since the epoch, passed to the guest. */
+  deadlineMs: number;
+}
+
+export interface Metering {
+  durationMs: number;
+  fuelUsed: number;
+  cold: boolean;
+  initUs: number;
+  memoryBytes: number;
+}
+
+export interface InvocationOutcome {
+  payload: Uint8Array | null;
+  contentType: string;
+  error: WireError | null;
+  metering: Metering;
+  stdout: string;
+  stderr: string;
+  logsTruncated: boolean;
+}
+
+const COMMAND_CONTENT_TYPE = 'application/octet-stream';
+const nowUs = () => performance.now() * 1000;
+
+export class PreparedFunction {
+  private constructor(
+    readonly kind: GuestKind,
+    readonly module: WebAssembly.Module,
+    readonly config: GuestConfig,
+  ) {}
+
+  /** Validates, classifies, rewrites and compiles an artifact. Throws KilnError for anything a client should hear about. */
+  static prepare(artifact: Uint8Array, config: GuestConfig): PreparedFunction {
+    const analysis = analyze(artifact);
+    const maxPages = Math.floor((config.memoryMb * 2 ** 20) / WASM_PAGE_BYTES);
+    let core: Uint8Array;
+    try {
+      core = capMemory(analysis.core, maxPages);
+    } catch (error) {
+      if (error instanceof MemoryCapError) throw new UnsupportedWasmError(error.message);
+      throw error;
+    }
+    return new PreparedFunction(analysis.kind, new WebAssembly.Module(core as Uint8Array<ArrayBuffer>), config);
+  }
+
+  get memoryLimitBytes(): number {
+    return this.config.memoryMb * 2 ** 20;
+  }
+
+  instantiate(): GuestInstance {
+    return this.kind === 'component' ? new ComponentInstance(this) : new CommandInstance(this);
+  }
+}
+
+export interface GuestInstance {
+  /** False once the instance faulted: it must not serve again. */
+  readonly healthy: boolean;
+  invoke(invocation: Invocation): InvocationOutcome;
+}
+
+abstract class BaseInstance implements GuestInstance {
+  healthy = true;
+  protected readonly stdout: OutputCapture;
+  protected readonly stderr = new OutputCapture(MAX_LOG_BYTES, false);
+  protected readonly host: WasiHost;
+  protected memory: WebAssembly.Memory | undefined;
+
+  constructor(
+    protected readonly prepared: PreparedFunction,
+    stdoutIsResponse: boolean,
+  ) {
+    this.stdout = stdoutIsResponse ? new OutputCapture(MAX_PAYLOAD_BYTES, true) : new OutputCapture(MAX_LOG_BYTES, false);
+    this.host = new WasiHost({ args: [prepared.config.functionName], env: prepared.config.env }, this.stdout, this.stderr);
+  }
+
+  protected instantiateModule(): WebAssembly.Instance {
+    const instance = new WebAssembly.Instance(this.prepared.module, { [WASI_PREVIEW1]: this.host.imports });
+    this.memory = instance.exports.memory as WebAssembly.Memory;
+    this.host.bindMemory(this.memory);
+    return instance;
+  }
+
+  protected fault(error: unknown): KilnError {
+    this.healthy = false;
+    const limit = this.prepared.memoryLimitBytes;
+    const size = this.memory?.buffer.byteLength ?? 0;
+    return classifyFault(error, {
+      fuelExhausted: false,
+      memoryAtLimit: size + WASM_PAGE_BYTES > limit,
+      memoryLimitBytes: limit,
+    });
+  }
+
+  protected finish(
+    started: number,
+    cold: boolean,
+    initUs: number,
+    result: { payload: Uint8Array; contentType: string } | KilnError,
+  ): InvocationOutcome {
+    const outcome: InvocationOutcome = {
+      payload: result instanceof KilnError ? null : result.payload,
+      contentType: result instanceof KilnError ? '' : result.contentType,
+      error: result instanceof KilnError ? result.toWire() : null,
+      metering: {
+        durationMs: (nowUs() - started) / 1000,
+        fuelUsed: 0,
+        cold,
+        initUs,
+        memoryBytes: this.memory?.buffer.byteLength ?? 0,
+      },
+      stdout: this.stdout.text(),
+      stderr: this.stderr.text(),
+      logsTruncated: this.stdout.truncated || this.stderr.truncated,
+    };
+    this.stdout.reset();
+    this.stderr.reset();
+    return outcome;
+  }
+
+  abstract invoke(invocation: Invocation): InvocationOutcome;
+}
+
+/** A handler component: instantiated and initialised once, then serves calls until it faults. */
+class ComponentInstance extends BaseInstance {
+  private exports: HandlerExports | undefined;
+  private initUs = 0;
+  private served = 0;
+
+  constructor(prepared: PreparedFunction) {
+    super(prepared, false);
+  }
+
+  private start(): HandlerExports {
+    const began = nowUs();
+    const instance = this.instantiateModule();
+    // Reactors run C constructors and other start-up code in _initialize.
+    (instance.exports._initialize as (() => void) | undefined)?.();
+    this.initUs = nowUs() - began;
+    return instance.exports as unknown as HandlerExports;
+  }
+
+  invoke(invocation: Invocation): InvocationOutcome {
+    const started = nowUs();
+    const cold = this.served++ === 0;
+    let result: { payload: Uint8Array; contentType: string } | KilnError;
+    try {
+      this.exports ??= this.start();
+      const handled = callHandler(
+        this.exports,
+        {
+          body: invocation.payload,
+          contentType: invocation.contentType,
+          requestId: invocation.requestId,
+          functionName: this.prepared.config.functionName,
+          functionVersion: this.prepared.config.functionVersion,
+          deadlineMs: invocation.deadlineMs,
+          remainingFuel: BigInt(this.prepared.config.fuel),
+        },
+        MAX_PAYLOAD_BYTES,
+        (size) => new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`),
+      );
+      result = handled.ok
+        ? { payload: handled.body, contentType: handled.contentType }
+        : new GuestError(handled.message, { guestCode: handled.code });
+    } catch (error) {
+      result = this.fault(error);
+    }
+    return this.finish(started, cold, cold ? this.initUs : 0, result);
+  }
+}
+
+/** A preview-1 command runs once per instance: every invocation instantiates it afresh. */
+class CommandInstance extends BaseInstance {
+  constructor(prepared: PreparedFunction) {
+    super(prepared, true);
+  }
+
+  invoke(invocation: Invocation): InvocationOutcome {
+    const started = nowUs();
+    let result: { payload: Uint8Array; contentType: string } | KilnError;
+    let initUs = 0;
+    try {
+      const instance = this.instantiateModule();
+      initUs = nowUs() - started;
+      this.host.setStdin(invocation.payload);
+      let exitCode = 0;
+      try {
+        (instance.exports._start as () => void)();
+      } catch (error) {
+        if (!(error instanceof ProcExit)) throw error;
+        exitCode = error.code;
+      }
+      result =
+        exitCode === 0
+          ? { payload: this.stdout.bytes(), contentType: COMMAND_CONTENT_TYPE }
+          : new GuestError(`the command exited with status ${exitCode}`, { exitCode });
+    } catch (error) {
+      result = this.fault(error);
+    }
+    this.healthy = true; // nothing of a command outlives its invocation
+    this.host.setStdin(new Uint8Array(0));
+    return this.finish(started, true, initUs, result);
+  }
+}

@@ -1,0 +1,37 @@
+// Every limit Kiln enforces, in one place. docs/limits.md documents them;
+// the daemon's flags and KILN_* variables override the ones marked so.
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Largest invoke payload and response body (Lambda's synchronous limit). */
+export const MAX_PAYLOAD_BYTES = 6 * MiB;
+/** Largest artifact a deploy accepts (componentize-js output is ~12 MB). */
+export const MAX_ARTIFACT_BYTES = 64 * MiB;
+/**
+ * Largest WebSocket frame: an artifact plus room for the envelope. Frames over
+ * it are refused by the transport itself, which closes the connection (1009).
+ */
+export const MAX_FRAME_BYTES = MAX_ARTIFACT_BYTES + 1 * MiB;
+/** Per-invocation cap on captured guest stdout/stderr (each). */
+export const MAX_LOG_BYTES = 64 * KiB;
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Lambda's ceiling. */
+export const MAX_TIMEOUT_MS = 15 * 60_000;
+export const DEFAULT_MEMORY_MB = 128;
+export const MAX_MEMORY_MB = 4096;
+/** Enough for ~10 s of typical guest code; a runaway guard by default. */
+export const DEFAULT_FUEL = 10_000_000_000;
+export const MAX_FUEL = Number.MAX_SAFE_INTEGER;
+
+export const MAX_FUNCTION_NAME_LENGTH = 64;
+export const MAX_ENV_ENTRIES = 256;
+export const MAX_ENV_BYTES = 64 * KiB;
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 7070;
+/** How long a graceful shutdown waits for in-flight invocations. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+/** Client-side default for how long to wait for any answer. */
+export const CLIENT_REQUEST_TIMEOUT_MS = 60_000;

@@ -1,0 +1,80 @@
+// The MessagePack codec and the msgpack-rpc envelope: the only place frames
+// are turned into messages and back.
+import { Packr } from 'msgpackr';
+import { InvalidMessageError, MalformedFrameError, type WireError } from './errors.js';
+
+// Plain MessagePack only: msgpackr's record extension would make frames that
+// other msgpack-rpc clients cannot read.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true, moreTypes: false });
+
+export const REQUEST = 0;
+export const RESPONSE = 1;
+export const NOTIFICATION = 2;
+
+export interface RequestMessage {
+  type: typeof REQUEST;
+  id: number;
+  method: string;
+  params: unknown[];
+}
+export interface ResponseMessage {
+  type: typeof RESPONSE;
+  id: number;
+  error: WireError | null;
+  result: unknown;
+}
+export interface NotificationMessage {
+  type: typeof NOTIFICATION;
+  method: string;
+  params: unknown[];
+}
+export type Message = RequestMessage | ResponseMessage | NotificationMessage;
+
+const isMsgId = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+
+export function encode(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/** Decodes one frame into a message; throws MALFORMED_FRAME or INVALID_MESSAGE (with the msgid when one was readable). */
+export function decodeMessage(frame: Uint8Array): Message {
+  let value: unknown;
+  try {
+    value = packr.unpack(frame);
+  } catch (error) {
+    throw new MalformedFrameError(`frame is not valid MessagePack: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(value)) throw new InvalidMessageError('a message must be a MessagePack array');
+  const [type, a, b, c] = value as unknown[];
+  switch (type) {
+    case REQUEST: {
+      if (value.length !== 4) throw new InvalidMessageError('a request must be [0, msgid, method, params]');
+      if (!isMsgId(a)) throw new InvalidMessageError('msgid must be an unsigned 32-bit integer');
+      if (typeof b !== 'string') throw new InvalidMessageError('method must be a string', { id: a });
+      if (!Array.isArray(c)) throw new InvalidMessageError('params must be an array', { id: a });
+      return { type: REQUEST, id: a, method: b, params: c };
+    }
+    case RESPONSE: {
+      if (value.length !== 4 || !isMsgId(a)) throw new InvalidMessageError('a response must be [1, msgid, error, result]');
+      return { type: RESPONSE, id: a, error: (b ?? null) as WireError | null, result: c };
+    }
+    case NOTIFICATION: {
+      if (value.length !== 3 || typeof a !== 'string' || !Array.isArray(b)) {
+        throw new InvalidMessageError('a notification must be [2, method, params]');
+      }
+      return { type: NOTIFICATION, method: a, params: b };
+    }
+    default:
+      throw new InvalidMessageError('message type must be 0 (request), 1 (response) or 2 (notification)');
+  }
+}
+
+export const encodeRequest = (id: number, method: string, params: unknown[]): Uint8Array =>
+  encode([REQUEST, id, method, params]);
+
+export const encodeResponse = (id: number, error: WireError | null, result: unknown): Uint8Array =>
+  encode([RESPONSE, id, error, error ? null : result]);
+
+export const encodeNotification = (method: string, params: unknown[]): Uint8Array =>
+  encode([NOTIFICATION, method, params]);

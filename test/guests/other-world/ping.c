@@ -1,0 +1,1 @@
+__attribute__((export_name("ping"))) unsigned ping(void) { return 42; }
