@@ -93,7 +93,7 @@ abstract class BaseInstance implements GuestInstance {
 
   constructor(
     protected readonly prepared: PreparedFunction,
-    stdoutIsResponse: boolean,
+    private readonly stdoutIsResponse: boolean,
   ) {
     this.stdout = stdoutIsResponse ? new OutputCapture(MAX_PAYLOAD_BYTES, true) : new OutputCapture(MAX_LOG_BYTES, false);
     this.host = new WasiHost({ args: [prepared.config.functionName], env: prepared.config.env }, this.stdout, this.stderr);
@@ -134,7 +134,8 @@ abstract class BaseInstance implements GuestInstance {
         initUs,
         memoryBytes: this.memory?.buffer.byteLength ?? 0,
       },
-      stdout: this.stdout.text(),
+      // A command's stdout is its response, not a log.
+      stdout: this.stdoutIsResponse ? '' : this.stdout.text(),
       stderr: this.stderr.text(),
       logsTruncated: this.stdout.truncated || this.stderr.truncated,
     };

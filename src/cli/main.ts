@@ -1,0 +1,186 @@
+// The `kiln` command: the daemon (`serve`) and a client for everything else.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { connect, KilnError, type FunctionInfo, type InvocationReport, type KilnClient } from '../client/index.js';
+import { startDaemon } from '../daemon.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../limits.js';
+import { defaultDataDir, defaultUrl, envNumber, resolveToken } from './settings.js';
+
+interface GlobalOptions {
+  url: string;
+  token?: string;
+  json?: boolean;
+}
+
+const program = new Command('kiln')
+  .description('Kiln: a WebAssembly serverless runtime')
+  .addOption(new Option('--url <url>', 'daemon URL (env KILN_URL)').default(defaultUrl(), 'ws://127.0.0.1:7070'))
+  .option('--token <token>', 'admin token (env KILN_TOKEN; default: the local daemon’s token file)')
+  .option('--json', 'machine-readable output')
+  .showHelpAfterError();
+
+const integer = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new InvalidArgumentError('expected a whole number');
+  return parsed;
+};
+
+const keyValue = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError('expected KEY=VALUE');
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+};
+
+async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) => Promise<T>): Promise<T> {
+  const options = program.opts<GlobalOptions>();
+  const client = await connect(options.url, { token: resolveToken(options.token) });
+  try {
+    return await run(client, options);
+  } finally {
+    await client.close();
+  }
+}
+
+function printFunction(info: FunctionInfo): void {
+  const { env, memoryMb, timeoutMs, fuel } = info.config;
+  console.log(`${info.name}  version ${info.version}  ${info.kind}  ${info.size} bytes  sha256:${info.digest.slice(0, 12)}`);
+  console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  env ${Object.keys(env).join(',') || '-'}`);
+  console.log(`  deployed ${info.createdAt}`);
+}
+
+function reportLine(report: InvocationReport): string {
+  return (
+    `REPORT ${report.requestId} duration ${report.durationMs.toFixed(3)} ms  billed ${report.billedMs} ms  ` +
+    `fuel ${report.fuelUsed}  memory ${(report.memoryBytes / 2 ** 20).toFixed(2)} MiB  ${report.cold ? `cold (init ${report.initUs} µs)` : 'warm'}`
+  );
+}
+
+function printLogs(report: InvocationReport | undefined): void {
+  if (!report) return;
+  if (report.stdout) process.stderr.write(`--- guest stdout ---\n${report.stdout}${report.stdout.endsWith('\n') ? '' : '\n'}`);
+  if (report.stderr) process.stderr.write(`--- guest stderr ---\n${report.stderr}${report.stderr.endsWith('\n') ? '' : '\n'}`);
+  if (report.logsTruncated) process.stderr.write('(guest output truncated)\n');
+}
+
+program
+  .command('serve')
+  .description('run the daemon')
+  .option('--host <host>', 'address to listen on (env KILN_HOST)', process.env.KILN_HOST ?? DEFAULT_HOST)
+  .option('--port <port>', 'port to listen on, 0 for any (env KILN_PORT)', integer, envNumber('KILN_PORT') ?? DEFAULT_PORT)
+  .option('--data-dir <dir>', 'where functions and artifacts are stored (env KILN_DATA_DIR)', defaultDataDir())
+  .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core)', integer, envNumber('KILN_WORKERS'))
+  .option('--dev', 'development mode: no authentication, loopback only (env KILN_DEV=1)', process.env.KILN_DEV === '1')
+  .action(async (options: { host: string; port: number; dataDir: string; workers?: number; dev: boolean }) => {
+    const daemon = await startDaemon(options);
+    if (daemon.tokenCreated) {
+      process.stderr.write(`\nAdmin token (shown once; stored in ${options.dataDir}/admin.token):\n  ${daemon.token}\n\n`);
+    }
+    if (options.dev) process.stderr.write('Development mode: authentication is OFF.\n');
+    process.stderr.write(`Kiln listening on ws://${daemon.host}:${daemon.port}\n`);
+    const stop = () => {
+      daemon.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(error);
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+
+program
+  .command('deploy')
+  .description('deploy a function (a new version if it exists)')
+  .argument('<name>', 'function name')
+  .argument('<file>', 'a .wasm component or WASI preview-1 command')
+  .option('--env <KEY=VALUE>', 'environment variable for the guest (repeatable)', keyValue)
+  .option('--memory <mb>', 'memory limit in MiB', integer)
+  .option('--timeout <ms>', 'timeout per invocation in ms', integer)
+  .option('--fuel <n>', 'fuel budget per invocation', integer)
+  .action((name: string, file: string, options: { env?: Record<string, string>; memory?: number; timeout?: number; fuel?: number }) =>
+    withClient(async (client, global) => {
+      const config = { env: options.env, memoryMb: options.memory, timeoutMs: options.timeout, fuel: options.fuel };
+      const info = await client.deploy(name, readFileSync(file), config);
+      if (global.json) console.log(JSON.stringify(info));
+      else printFunction(info);
+    }),
+  );
+
+program
+  .command('invoke')
+  .description('invoke a function: the response goes to stdout, the report to stderr')
+  .argument('<name>', 'function name')
+  .option('--data <text>', 'the request payload')
+  .option('--file <path>', 'read the request payload from a file')
+  .option('--content-type <type>', 'the request content type')
+  .action((name: string, options: { data?: string; file?: string; contentType?: string }) =>
+    withClient(async (client, global) => {
+      if (options.data !== undefined && options.file !== undefined) throw new InvalidArgumentError('give --data or --file, not both');
+      const payload = options.file !== undefined ? readFileSync(options.file) : Buffer.from(options.data ?? '');
+      try {
+        const result = await client.invoke(name, payload, { contentType: options.contentType });
+        process.stdout.write(result.payload);
+        if (global.json) process.stderr.write(`${JSON.stringify({ contentType: result.contentType, report: result.report })}\n`);
+        else {
+          printLogs(result.report);
+          process.stderr.write(`${reportLine(result.report)}\n`);
+        }
+      } catch (error) {
+        const report = error instanceof KilnError ? (error.data as { report?: InvocationReport } | undefined)?.report : undefined;
+        if (!global.json) printLogs(report);
+        throw error;
+      }
+    }),
+  );
+
+program
+  .command('ls')
+  .description('list functions')
+  .action(() =>
+    withClient(async (client, global) => {
+      const functions = await client.list();
+      if (global.json) return console.log(JSON.stringify(functions));
+      if (functions.length === 0) return console.log('no functions deployed');
+      for (const f of functions) console.log(`${f.name.padEnd(24)} v${String(f.version).padEnd(4)} ${f.kind.padEnd(10)} ${f.size} bytes`);
+    }),
+  );
+
+program
+  .command('info')
+  .description('show a function')
+  .argument('<name>', 'function name')
+  .action((name: string) =>
+    withClient(async (client, global) => {
+      const info = await client.get(name);
+      if (global.json) console.log(JSON.stringify(info));
+      else printFunction(info);
+    }),
+  );
+
+program
+  .command('rm')
+  .description('delete a function and all its versions')
+  .argument('<name>', 'function name')
+  .action((name: string) =>
+    withClient(async (client, global) => {
+      await client.delete(name);
+      if (global.json) console.log(JSON.stringify({ deleted: name }));
+      else console.log(`deleted ${name}`);
+    }),
+  );
+
+program.parseAsync().catch((error: unknown) => {
+  const json = program.opts<GlobalOptions>().json;
+  if (error instanceof KilnError) {
+    if (json) process.stderr.write(`${JSON.stringify(error.toWire())}\n`);
+    else {
+      const guestCode = (error.data as { guestCode?: string } | undefined)?.guestCode;
+      process.stderr.write(`error ${error.code}${guestCode ? ` (${guestCode})` : ''}: ${error.message}\n`);
+    }
+  } else {
+    process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  process.exit(1);
+});

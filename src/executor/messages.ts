@@ -1,0 +1,31 @@
+// Messages between the executor pool (network thread) and its workers.
+import type { WireError } from '../protocol/errors.js';
+import type { GuestConfig, Invocation, InvocationOutcome } from '../engine/index.js';
+import type { GuestKind } from '../protocol/methods.js';
+
+export interface PrepareTask {
+  op: 'prepare';
+  id: number;
+  artifact: Uint8Array;
+  config: GuestConfig;
+}
+
+export interface InvokeTask {
+  op: 'invoke';
+  id: number;
+  /** Identifies one immutable function version; the worker caches its prepared form under it. */
+  key: string;
+  config: GuestConfig;
+  /** Sent only when the worker is not known to hold the key. */
+  artifact?: Uint8Array;
+  invocation: Invocation;
+}
+
+export type Task = PrepareTask | InvokeTask;
+
+export type TaskReply =
+  | { id: number; op: 'prepare'; kind: GuestKind }
+  | { id: number; op: 'invoke'; outcome: InvocationOutcome }
+  /** The worker does not hold the key (evicted or restarted): resend with the artifact. */
+  | { id: number; op: 'need-artifact' }
+  | { id: number; op: 'error'; error: WireError };

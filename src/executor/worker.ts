@@ -1,0 +1,53 @@
+// An executor thread: holds prepared functions and their instances and runs
+// invocations one at a time, so a guest never runs on the network thread.
+import { parentPort } from 'node:worker_threads';
+import { PreparedFunction, type GuestInstance } from '../engine/index.js';
+import { InternalError, KilnError } from '../protocol/errors.js';
+import type { InvokeTask, Task, TaskReply } from './messages.js';
+
+/** Prepared functions kept per worker; the least recently used beyond it are dropped. */
+const MAX_CACHED_FUNCTIONS = 256;
+
+interface Cached {
+  prepared: PreparedFunction;
+  instance: GuestInstance | undefined;
+}
+
+const cache = new Map<string, Cached>();
+
+function lookup(task: InvokeTask): Cached | undefined {
+  let entry = cache.get(task.key);
+  if (entry) {
+    cache.delete(task.key); // re-insert: Map order is the LRU order
+  } else if (task.artifact) {
+    entry = { prepared: PreparedFunction.prepare(task.artifact, task.config), instance: undefined };
+    if (cache.size >= MAX_CACHED_FUNCTIONS) cache.delete(cache.keys().next().value!);
+  } else {
+    return undefined;
+  }
+  cache.set(task.key, entry);
+  return entry;
+}
+
+function run(task: Task): TaskReply {
+  if (task.op === 'prepare') {
+    return { id: task.id, op: 'prepare', kind: PreparedFunction.prepare(task.artifact, task.config).kind };
+  }
+  const entry = lookup(task);
+  if (!entry) return { id: task.id, op: 'need-artifact' };
+  const instance = (entry.instance ??= entry.prepared.instantiate());
+  const outcome = instance.invoke(task.invocation);
+  if (!instance.healthy) entry.instance = undefined;
+  return { id: task.id, op: 'invoke', outcome };
+}
+
+parentPort!.on('message', (task: Task) => {
+  let reply: TaskReply;
+  try {
+    reply = run(task);
+  } catch (error) {
+    const wire = error instanceof KilnError ? error.toWire() : new InternalError(`executor failed: ${String(error)}`).toWire();
+    reply = { id: task.id, op: 'error', error: wire };
+  }
+  parentPort!.postMessage(reply);
+});

@@ -1,0 +1,42 @@
+// A function's configuration: defaults for what a deploy leaves out, and the
+// bounds a deploy may not cross.
+import {
+  DEFAULT_FUEL,
+  DEFAULT_MEMORY_MB,
+  DEFAULT_TIMEOUT_MS,
+  MAX_ENV_BYTES,
+  MAX_ENV_ENTRIES,
+  MAX_FUEL,
+  MAX_MEMORY_MB,
+  MAX_TIMEOUT_MS,
+} from '../limits.js';
+import { InvalidArgumentError } from '../protocol/errors.js';
+import type { FunctionConfig, FunctionConfigInput } from '../protocol/methods.js';
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function integerIn(value: number | undefined, fallback: number, min: number, max: number, field: string): number {
+  const resolved = value ?? fallback;
+  if (!Number.isInteger(resolved) || resolved < min || resolved > max) {
+    throw new InvalidArgumentError(`config.${field} must be an integer from ${min} to ${max}`);
+  }
+  return resolved;
+}
+
+export function resolveConfig(input: FunctionConfigInput): FunctionConfig {
+  const env = input.env ?? {};
+  const entries = Object.entries(env);
+  if (entries.length > MAX_ENV_ENTRIES) throw new InvalidArgumentError(`config.env may hold at most ${MAX_ENV_ENTRIES} variables`);
+  let envBytes = 0;
+  for (const [key, value] of entries) {
+    if (!ENV_KEY.test(key)) throw new InvalidArgumentError(`config.env key "${key}" must match ${ENV_KEY.source}`);
+    envBytes += Buffer.byteLength(key) + Buffer.byteLength(value) + 2;
+  }
+  if (envBytes > MAX_ENV_BYTES) throw new InvalidArgumentError(`config.env may hold at most ${MAX_ENV_BYTES} bytes`);
+  return {
+    env: { ...env },
+    memoryMb: integerIn(input.memoryMb, DEFAULT_MEMORY_MB, 1, MAX_MEMORY_MB, 'memoryMb'),
+    timeoutMs: integerIn(input.timeoutMs, DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS, 'timeoutMs'),
+    fuel: integerIn(input.fuel, DEFAULT_FUEL, 1, MAX_FUEL, 'fuel'),
+  };
+}

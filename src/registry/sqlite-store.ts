@@ -1,0 +1,118 @@
+// The embedded default store: one SQLite database for metadata and
+// content-addressed files for artifacts, in one data directory.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FunctionConfig, FunctionInfo, GuestKind } from '../protocol/methods.js';
+import { ArtifactStore } from './artifacts.js';
+import type { NewVersion, Store } from './store.js';
+
+// Versions are immutable; a function's current version is its newest row.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS versions (
+  name       TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  kind       TEXT    NOT NULL,
+  digest     TEXT    NOT NULL,
+  size       INTEGER NOT NULL,
+  config     TEXT    NOT NULL,
+  created_at TEXT    NOT NULL,
+  PRIMARY KEY (name, version)
+) STRICT;
+`;
+
+interface VersionRow {
+  name: string;
+  version: number;
+  kind: GuestKind;
+  digest: string;
+  size: number;
+  config: string;
+  created_at: string;
+}
+
+const toInfo = (row: VersionRow): FunctionInfo => ({
+  name: row.name,
+  version: row.version,
+  kind: row.kind,
+  digest: row.digest,
+  size: row.size,
+  config: JSON.parse(row.config) as FunctionConfig,
+  createdAt: row.created_at,
+});
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly artifacts: ArtifactStore;
+  private readonly statements;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.artifacts = new ArtifactStore(join(dataDir, 'artifacts', 'sha256'));
+    this.db = new Database(join(dataDir, 'kiln.db'));
+    // WAL with synchronous=FULL: every commit is fsync'd before it returns.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.exec(SCHEMA);
+    this.statements = {
+      latest: this.db.prepare<[string], VersionRow>(
+        'SELECT * FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1',
+      ),
+      list: this.db.prepare<[], VersionRow>(
+        'SELECT v.* FROM versions v JOIN (SELECT name, MAX(version) AS version FROM versions GROUP BY name) m USING (name, version) ORDER BY v.name',
+      ),
+      insert: this.db.prepare(
+        `INSERT INTO versions (name, version, kind, digest, size, config, created_at)
+         VALUES (@name, COALESCE((SELECT MAX(version) FROM versions WHERE name = @name), 0) + 1, @kind, @digest, @size, @config, @createdAt)`,
+      ),
+      digestsOf: this.db.prepare<[string], { digest: string }>('SELECT DISTINCT digest FROM versions WHERE name = ?'),
+      deleteAll: this.db.prepare<[string]>('DELETE FROM versions WHERE name = ?'),
+      digestInUse: this.db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM versions WHERE digest = ?'),
+    };
+  }
+
+  publish(version: NewVersion): FunctionInfo {
+    // The artifact is durable before the row that points at it.
+    const digest = this.artifacts.put(version.artifact);
+    this.statements.insert.run({
+      name: version.name,
+      kind: version.kind,
+      digest,
+      size: version.artifact.length,
+      config: JSON.stringify(version.config),
+      createdAt: new Date().toISOString(),
+    });
+    return this.get(version.name)!;
+  }
+
+  get(name: string): FunctionInfo | undefined {
+    const row = this.statements.latest.get(name);
+    return row && toInfo(row);
+  }
+
+  list(): FunctionInfo[] {
+    return this.statements.list.all().map(toInfo);
+  }
+
+  delete(name: string): boolean {
+    const digests = this.statements.digestsOf.all(name).map((r) => r.digest);
+    const removed = this.db.transaction(() => this.statements.deleteAll.run(name).changes)();
+    for (const digest of digests) {
+      if (this.statements.digestInUse.get(digest)!.n === 0) this.artifacts.remove(digest);
+    }
+    return removed > 0;
+  }
+
+  readArtifact(digest: string): Uint8Array {
+    return this.artifacts.read(digest);
+  }
+
+  isOpen(): boolean {
+    return this.db.open;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

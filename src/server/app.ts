@@ -1,0 +1,197 @@
+// The network thread: a uWebSockets.js app with the protocol's WebSocket
+// endpoint and the HTTP health endpoints. It parses frames, routes them to
+// the methods and writes answers; it never runs guest code.
+import uWS from '@trufflesuite/uws-js-unofficial';
+import { MAX_FRAME_BYTES } from '../limits.js';
+import { decodeMessage, encodeNotification, encodeResponse, REQUEST } from '../protocol/codec.js';
+import {
+  InternalError,
+  InvalidMessageError,
+  KilnError,
+  UnavailableError,
+  UnsupportedFrameError,
+  type WireError,
+} from '../protocol/errors.js';
+import { ENDPOINT_PATH } from '../protocol/methods.js';
+import type { Logger } from '../observability/logger.js';
+import { presentedToken, tokenMatches } from './auth.js';
+import type { Methods } from './methods.js';
+
+/** Sent when a frame cannot be answered as a response (no readable msgid). */
+export const ERROR_NOTIFICATION = 'kiln.error';
+
+interface Connection {
+  open: boolean;
+}
+
+export interface AppOptions {
+  host: string;
+  port: number;
+  /** undefined in dev mode: no authentication. */
+  token: string | undefined;
+  methods: Methods;
+  log: Logger;
+  /** For /readyz. */
+  isReady: () => boolean;
+}
+
+export class KilnServer {
+  private readonly app: uWS.TemplatedApp;
+  private listenSocket: uWS.us_listen_socket | undefined;
+  private readonly sockets = new Set<uWS.WebSocket<Connection>>();
+  private inFlight = 0;
+  private draining = false;
+  private drained: (() => void) | undefined;
+  port = 0;
+
+  constructor(private readonly options: AppOptions) {
+    this.app = uWS.App();
+    this.app.get('/healthz', (res) => {
+      res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
+    });
+    this.app.get('/readyz', (res) => {
+      const ready = !this.draining && options.isReady();
+      res
+        .writeStatus(ready ? '200 OK' : '503 Service Unavailable')
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ status: ready ? 'ready' : 'not ready' }));
+    });
+    this.app.ws<Connection>(ENDPOINT_PATH, {
+      maxPayloadLength: MAX_FRAME_BYTES,
+      maxBackpressure: 2 * MAX_FRAME_BYTES,
+      idleTimeout: 120,
+      sendPingsAutomatically: true,
+      compression: uWS.DISABLED,
+      upgrade: (res, req, context) => this.upgrade(res, req, context),
+      open: (ws) => {
+        this.sockets.add(ws);
+      },
+      message: (ws, message, isBinary) => this.onFrame(ws, message, isBinary),
+      close: (ws) => {
+        ws.getUserData().open = false;
+        this.sockets.delete(ws);
+      },
+    });
+    this.app.any('/*', (res) => {
+      res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"code":"NOT_FOUND"}');
+    });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.options.host, this.options.port, (socket) => {
+        if (!socket) return reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+        this.listenSocket = socket;
+        this.port = uWS.us_socket_local_port(socket);
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stops accepting, waits up to graceMs for in-flight requests, then closes every connection. */
+  async close(graceMs: number): Promise<void> {
+    this.draining = true;
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = undefined;
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Closes every connection (after close() and the executors' shutdown). */
+  disconnectAll(): void {
+    for (const ws of this.sockets) ws.end(1001, 'server shutting down');
+    this.sockets.clear();
+  }
+
+  private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
+    // Everything from req must be read before this function returns.
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const presented = presentedToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    if (this.options.token !== undefined && !tokenMatches(this.options.token, presented)) {
+      this.options.log.warn({ remote: Buffer.from(res.getRemoteAddressAsText()).toString() }, 'rejected upgrade: bad token');
+      res
+        .writeStatus('401 Unauthorized')
+        .writeHeader('content-type', 'application/json')
+        .writeHeader('www-authenticate', 'Bearer')
+        .end(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'a valid token is required (Authorization: Bearer …)' }));
+      return;
+    }
+    if (this.draining) {
+      res.writeStatus('503 Service Unavailable').end(JSON.stringify({ code: 'UNAVAILABLE', message: 'shutting down' }));
+      return;
+    }
+    res.upgrade<Connection>({ open: true }, key, protocol, extensions, context);
+  }
+
+  // A closed uWS socket throws on any access, so the open flag is read from
+  // the connection object captured while the socket was known to be open.
+  private send(ws: uWS.WebSocket<Connection>, connection: Connection, frame: Uint8Array): void {
+    if (connection.open) ws.send(frame, true);
+  }
+
+  private onFrame(ws: uWS.WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {
+    const connection = ws.getUserData();
+    if (!isBinary) {
+      this.send(ws, connection, encodeNotification(ERROR_NOTIFICATION, [new UnsupportedFrameError('text frames are not accepted: send MessagePack in binary frames').toWire()]));
+      return;
+    }
+    // uWS reuses the frame's memory after this callback returns: copy it.
+    const frame = new Uint8Array(message.slice(0));
+    let id: number;
+    let method: string;
+    let params: unknown[];
+    try {
+      const decoded = decodeMessage(frame);
+      if (decoded.type !== REQUEST) throw new InvalidMessageError('clients may send only requests (type 0)');
+      ({ id, method, params } = decoded);
+    } catch (error) {
+      const wire = this.toWire(error);
+      const knownId = (error as KilnError).data as { id?: number } | undefined;
+      if (knownId?.id !== undefined) this.send(ws, connection, encodeResponse(knownId.id, { code: wire.code, message: wire.message }, null));
+      else this.send(ws, connection, encodeNotification(ERROR_NOTIFICATION, [wire]));
+      return;
+    }
+    if (this.draining) {
+      this.send(ws, connection, encodeResponse(id, new UnavailableError('the daemon is shutting down').toWire(), null));
+      return;
+    }
+    this.inFlight++;
+    let result: unknown;
+    try {
+      result = this.options.methods.call(method, params);
+    } catch (error) {
+      return this.answer(ws, connection, id, this.toWire(error), null);
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (value) => this.answer(ws, connection, id, null, value),
+        (error) => this.answer(ws, connection, id, this.toWire(error), null),
+      );
+    } else {
+      this.answer(ws, connection, id, null, result);
+    }
+  }
+
+  private toWire(error: unknown): WireError {
+    if (error instanceof KilnError) return error.toWire();
+    this.options.log.error({ err: error }, 'internal error');
+    return new InternalError(`internal error: ${error instanceof Error ? error.message : String(error)}`).toWire();
+  }
+
+  private answer(ws: uWS.WebSocket<Connection>, connection: Connection, id: number, error: WireError | null, result: unknown): void {
+    this.inFlight--;
+    this.send(ws, connection, encodeResponse(id, error, result));
+    if (this.draining && this.inFlight === 0) this.drained?.();
+  }
+}
+
+

@@ -1,0 +1,137 @@
+// The protocol's methods, implemented on the registry and the executors.
+// This is the router of DESIGN.md: it resolves a function name to one
+// immutable version and hands the invocation to the executors.
+import { randomUUID } from 'node:crypto';
+import type { GuestConfig, InvocationOutcome } from '../engine/index.js';
+import type { ExecutorPool, FunctionRef } from '../executor/pool.js';
+import type { Logger } from '../observability/logger.js';
+import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError } from '../protocol/errors.js';
+import {
+  parseDeployParams,
+  parseInvokeParams,
+  parseListParams,
+  parseNameParams,
+  type FunctionInfo,
+  type InvocationReport,
+  type InvokeResult,
+} from '../protocol/methods.js';
+import { MAX_ARTIFACT_BYTES } from '../limits.js';
+import { resolveConfig } from '../registry/function-config.js';
+import type { Store } from '../registry/store.js';
+
+export type MethodHandler = (params: unknown[]) => unknown;
+
+const guestConfig = (info: Pick<FunctionInfo, 'name' | 'version' | 'config'>): GuestConfig => ({
+  functionName: info.name,
+  functionVersion: info.version,
+  env: info.config.env,
+  memoryMb: info.config.memoryMb,
+  fuel: info.config.fuel,
+});
+
+export class Methods {
+  private readonly table: Record<string, MethodHandler>;
+
+  constructor(
+    private readonly store: Store,
+    private readonly pool: ExecutorPool,
+    private readonly log: Logger,
+  ) {
+    this.table = {
+      'functions.deploy': (p) => this.deploy(p),
+      'functions.get': (p) => this.get(parseNameParams(p, 'functions.get')),
+      'functions.list': (p) => (parseListParams(p), this.store.list()),
+      'functions.delete': (p) => this.remove(parseNameParams(p, 'functions.delete')),
+      invoke: (p) => this.invoke(p),
+    };
+  }
+
+  /** Runs a method; throws (or rejects with) a KilnError for the client. */
+  call(method: string, params: unknown[]): unknown {
+    const handler = Object.hasOwn(this.table, method) ? this.table[method] : undefined;
+    if (!handler) throw new MethodNotFoundError(`unknown method "${method}"`, { methods: Object.keys(this.table) });
+    return handler(params);
+  }
+
+  private async deploy(params: unknown[]): Promise<FunctionInfo> {
+    const { name, wasm, config: input } = parseDeployParams(params);
+    if (wasm.length > MAX_ARTIFACT_BYTES) {
+      throw new PayloadTooLargeError(`the artifact is ${wasm.length} bytes; the limit is ${MAX_ARTIFACT_BYTES}`);
+    }
+    const config = resolveConfig(input);
+    // Validation and compilation happen in an executor; only a runnable artifact is stored.
+    const kind = await this.pool.prepare(wasm, guestConfig({ name, version: 0, config }));
+    const info = this.store.publish({ name, kind, artifact: wasm, config });
+    this.log.info({ function: name, version: info.version, kind, digest: info.digest, size: info.size }, 'deployed');
+    return info;
+  }
+
+  private get(name: string): FunctionInfo {
+    const info = this.store.get(name);
+    if (!info) throw new NotFoundError(`function "${name}" does not exist`);
+    return info;
+  }
+
+  private remove(name: string): { deleted: true } {
+    if (!this.store.delete(name)) throw new NotFoundError(`function "${name}" does not exist`);
+    this.log.info({ function: name }, 'deleted');
+    return { deleted: true };
+  }
+
+  private async invoke(params: unknown[]): Promise<InvokeResult> {
+    const request = parseInvokeParams(params);
+    const info = this.get(request.function);
+    const requestId = randomUUID();
+    const fn: FunctionRef = {
+      key: `${info.name}@${info.version}/${info.createdAt}`,
+      config: guestConfig(info),
+      timeoutMs: info.config.timeoutMs,
+      loadArtifact: () => this.store.readArtifact(info.digest),
+    };
+    const outcome = await this.pool.invoke(fn, {
+      payload: request.payload,
+      contentType: request.contentType,
+      requestId,
+      deadlineMs: Date.now() + info.config.timeoutMs,
+    });
+    const report = this.report(info, requestId, outcome);
+    if (outcome.error) {
+      const { code, message, data } = outcome.error;
+      throw new KilnError(code, message, { ...(data as object | undefined), report });
+    }
+    return { payload: outcome.payload!, contentType: outcome.contentType, report };
+  }
+
+  private report(info: FunctionInfo, requestId: string, outcome: InvocationOutcome): InvocationReport {
+    const { metering } = outcome;
+    const report: InvocationReport = {
+      requestId,
+      function: info.name,
+      version: info.version,
+      durationMs: metering.durationMs,
+      billedMs: Math.max(1, Math.ceil(metering.durationMs)),
+      fuelUsed: metering.fuelUsed,
+      cold: metering.cold,
+      initUs: Math.round(metering.initUs),
+      memoryBytes: metering.memoryBytes,
+      stdout: outcome.stdout,
+      stderr: outcome.stderr,
+      logsTruncated: outcome.logsTruncated,
+    };
+    this.log.info(
+      {
+        requestId,
+        function: info.name,
+        version: info.version,
+        durationMs: Number(metering.durationMs.toFixed(3)),
+        billedMs: report.billedMs,
+        fuelUsed: report.fuelUsed,
+        cold: report.cold,
+        memoryBytes: report.memoryBytes,
+        error: outcome.error?.code,
+      },
+      'REPORT',
+    );
+    return report;
+  }
+}
