@@ -30,7 +30,7 @@ function clang(source, output, extra) {
 }
 
 // A C reactor wrapped into a component of the given WIT world, through the
-// preview-1 reactor adapter (the same steps `kiln build` takes).
+// preview-1 reactor adapter.
 async function buildComponent(source, output, witFile, world) {
   const core = `${output}.core.wasm`;
   clang(source, core, ['-mexec-model=reactor']);

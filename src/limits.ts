@@ -1,5 +1,6 @@
-// Every limit Kiln enforces, in one place. docs/limits.md documents them;
-// the daemon's flags and KILN_* variables override the ones marked so.
+// Every limit Kiln enforces, in one place; docs/limits.md documents them.
+// Per-function limits (memory, timeout, fuel) are set at deploy within the
+// MAX_* bounds here; the rest are fixed.
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -9,8 +10,8 @@ export const MAX_PAYLOAD_BYTES = 6 * MiB;
 /** Largest artifact a deploy accepts (componentize-js output is ~12 MB). */
 export const MAX_ARTIFACT_BYTES = 64 * MiB;
 /**
- * Largest WebSocket frame: an artifact plus room for the envelope. Frames over
- * it are refused by the transport itself, which closes the connection (1009).
+ * Largest WebSocket frame: an artifact plus room for the envelope. A frame over
+ * it is refused by the transport itself, which drops the connection.
  */
 export const MAX_FRAME_BYTES = MAX_ARTIFACT_BYTES + 1 * MiB;
 /** Per-invocation cap on captured guest stdout/stderr (each). */
@@ -25,7 +26,7 @@ export const MAX_MEMORY_MB = 4096;
 export const DEFAULT_FUEL = 10_000_000_000;
 export const MAX_FUEL = Number.MAX_SAFE_INTEGER;
 
-export const MAX_FUNCTION_NAME_LENGTH = 64;
+export const MAX_CONTENT_TYPE_LENGTH = 256;
 export const MAX_ENV_ENTRIES = 256;
 export const MAX_ENV_BYTES = 64 * KiB;
 
@@ -33,5 +34,11 @@ export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 7070;
 /** How long a graceful shutdown waits for in-flight invocations. */
 export const SHUTDOWN_GRACE_MS = 10_000;
-/** Client-side default for how long to wait for any answer. */
-export const CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+/** Compiling a large artifact is slow but finite; past this its executor is presumed stuck. */
+export const PREPARE_TIMEOUT_MS = 120_000;
+/** Prepared functions an executor keeps; the least recently used beyond it are dropped. */
+export const MAX_CACHED_FUNCTIONS_PER_EXECUTOR = 256;
+/** A WebSocket connection silent this long (pings included) is closed. */
+export const IDLE_CONNECTION_SECONDS = 120;
+/** Client-side default wait for an answer: past the longest timeout and prepare a daemon allows. */
+export const CLIENT_REQUEST_TIMEOUT_MS = MAX_TIMEOUT_MS + 60_000;

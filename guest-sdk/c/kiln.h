@@ -8,7 +8,7 @@
  * Return 0 after filling `res` (kiln_respond / kiln_respond_str), or non-zero
  * after kiln_fail(res, code, message). Build with
  *     clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wl,--strip-debug
- * and turn the module into a component with `kiln build` (or jco).
+ * and turn the module into a component with jco (see scripts/build-guests.mjs).
  *
  * Layout (canonical ABI, see docs/guests.md): `handle` takes the request record
  * flattened to 11 core values and returns a pointer to a 20-byte return area:

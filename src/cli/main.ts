@@ -66,11 +66,16 @@ program
   .command('serve')
   .description('run the daemon')
   .option('--host <host>', 'address to listen on (env KILN_HOST)', process.env.KILN_HOST ?? DEFAULT_HOST)
-  .option('--port <port>', 'port to listen on, 0 for any (env KILN_PORT)', integer, envNumber('KILN_PORT') ?? DEFAULT_PORT)
+  .option('--port <port>', 'port to listen on, 0 for any (env KILN_PORT)', integer)
   .option('--data-dir <dir>', 'where functions and artifacts are stored (env KILN_DATA_DIR)', defaultDataDir())
-  .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core)', integer, envNumber('KILN_WORKERS'))
+  .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core)', integer)
   .option('--dev', 'development mode: no authentication, loopback only (env KILN_DEV=1)', process.env.KILN_DEV === '1')
-  .action(async (options: { host: string; port: number; dataDir: string; workers?: number; dev: boolean }) => {
+  .action(async (flags: { host: string; port?: number; dataDir: string; workers?: number; dev: boolean }) => {
+    const options = {
+      ...flags,
+      port: flags.port ?? envNumber('KILN_PORT') ?? DEFAULT_PORT,
+      workers: flags.workers ?? envNumber('KILN_WORKERS'),
+    };
     const daemon = await startDaemon(options);
     if (daemon.tokenCreated) {
       process.stderr.write(`\nAdmin token (shown once; stored in ${options.dataDir}/admin.token):\n  ${daemon.token}\n\n`);

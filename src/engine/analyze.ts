@@ -3,7 +3,8 @@
 // preview-1 commands run; anything else is refused with a reason.
 import { InvalidWasmError, UnsupportedWasmError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
-import { HANDLER_EXPORTS, HANDLER_SIGNATURE } from './handler-abi.js';
+import { HANDLER_EXPORTS, HANDLER_SIGNATURE, REALLOC_SIGNATURE } from './handler-abi.js';
+import { PREVIEW1_FUNCTIONS } from './wasi/preview1.js';
 import { exportedFuncType, readModuleInfo, sameSignature, type ModuleInfo } from './wasm/module-info.js';
 import { readPreamble, readSections, WasmFormatError } from './wasm/reader.js';
 
@@ -51,8 +52,9 @@ function checkedModuleInfo(bytes: Uint8Array, what: string): ModuleInfo {
   }
 }
 
+// Checked at deploy so that a guest Kiln cannot link fails there, not on every invoke.
 function requireOnlyWasiImports(info: ModuleInfo, what: string): void {
-  const foreign = info.imports.filter((i) => i.module !== WASI_PREVIEW1 || i.kind !== 'func');
+  const foreign = info.imports.filter((i) => i.module !== WASI_PREVIEW1 || i.kind !== 'func' || !PREVIEW1_FUNCTIONS.has(i.name));
   if (foreign.length > 0) {
     const names = foreign.slice(0, 5).map((i) => `${i.module}.${i.name}`).join(', ');
     throw new UnsupportedWasmError(`${what} imports ${names}; Kiln guests may import only ${WASI_PREVIEW1} functions`);
@@ -92,9 +94,10 @@ function analyzeComponent(bytes: Uint8Array): Analysis {
   }
   const { core, info } = candidates[0]!;
   const signature = exportedFuncType(info, 'handle');
-  if (!signature || !sameSignature(signature, HANDLER_SIGNATURE)) {
+  const realloc = exportedFuncType(info, 'cabi_realloc');
+  if (!signature || !sameSignature(signature, HANDLER_SIGNATURE) || !realloc || !sameSignature(realloc, REALLOC_SIGNATURE)) {
     throw new UnsupportedWasmError(
-      'the component exports handle with a different signature than kiln:function/handler@0.1.0 (see wit/handler.wit)',
+      'the component exports handle or cabi_realloc with a different signature than kiln:function/handler@0.1.0 (see wit/handler.wit)',
     );
   }
   requireOnlyWasiImports(info, "the component's main module");

@@ -184,7 +184,7 @@ class ComponentInstance extends BaseInstance {
           remainingFuel: BigInt(this.prepared.config.fuel),
         },
         MAX_PAYLOAD_BYTES,
-        (size) => new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`),
+        (size) => new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`, { limit: MAX_PAYLOAD_BYTES }),
       );
       result = handled.ok
         ? { payload: handled.body, contentType: handled.contentType }

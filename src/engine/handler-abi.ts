@@ -10,6 +10,7 @@ export const HANDLER_SIGNATURE: FuncType = {
   params: ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i64', 'i64'],
   results: ['i32'],
 };
+export const REALLOC_SIGNATURE: FuncType = { params: ['i32', 'i32', 'i32', 'i32'], results: ['i32'] };
 export const HANDLER_EXPORTS = ['handle', 'cabi_realloc', 'memory'] as const;
 
 export interface HandlerExports {
@@ -39,8 +40,9 @@ export class AbiViolation extends Error {}
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+// The canonical ABI calls realloc for every list, empty ones included, and
+// guests (wit-bindgen's among them) rely on getting a pointer they own.
 function lowerBytes(exports: HandlerExports, data: Uint8Array): number {
-  if (data.length === 0) return 0;
   const ptr = exports.cabi_realloc(0, 0, 1, data.length) >>> 0;
   // Read the buffer after realloc: the guest may have grown (and so detached) it.
   const memory = new Uint8Array(exports.memory.buffer);

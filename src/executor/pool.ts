@@ -4,12 +4,11 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { GuestConfig, Invocation, InvocationOutcome } from '../engine/index.js';
+import { PREPARE_TIMEOUT_MS } from '../limits.js';
 import { errorFromWire, InternalError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
 
-/** Compiling a large artifact is slow but finite; past this the worker is presumed stuck. */
-const PREPARE_TIMEOUT_MS = 120_000;
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
 export interface FunctionRef {

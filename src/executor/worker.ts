@@ -2,11 +2,10 @@
 // invocations one at a time, so a guest never runs on the network thread.
 import { parentPort } from 'node:worker_threads';
 import { PreparedFunction, type GuestInstance } from '../engine/index.js';
+import { MAX_CACHED_FUNCTIONS_PER_EXECUTOR } from '../limits.js';
 import { InternalError, KilnError } from '../protocol/errors.js';
 import type { InvokeTask, Task, TaskReply } from './messages.js';
 
-/** Prepared functions kept per worker; the least recently used beyond it are dropped. */
-const MAX_CACHED_FUNCTIONS = 256;
 
 interface Cached {
   prepared: PreparedFunction;
@@ -21,7 +20,7 @@ function lookup(task: InvokeTask): Cached | undefined {
     cache.delete(task.key); // re-insert: Map order is the LRU order
   } else if (task.artifact) {
     entry = { prepared: PreparedFunction.prepare(task.artifact, task.config), instance: undefined };
-    if (cache.size >= MAX_CACHED_FUNCTIONS) cache.delete(cache.keys().next().value!);
+    if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) cache.delete(cache.keys().next().value!);
   } else {
     return undefined;
   }

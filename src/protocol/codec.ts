@@ -5,7 +5,15 @@ import { InvalidMessageError, MalformedFrameError, type WireError } from './erro
 
 // Plain MessagePack only: msgpackr's record extension would make frames that
 // other msgpack-rpc clients cannot read.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true, moreTypes: false });
+// int64AsType 'auto': clients that always write 64-bit integers (many do)
+// get plain numbers while the value is a safe integer.
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  encodeUndefinedAsNil: true,
+  moreTypes: false,
+  int64AsType: 'auto' as 'number', // supported at run time, missing from msgpackr's types
+});
 
 export const REQUEST = 0;
 export const RESPONSE = 1;

@@ -1,6 +1,6 @@
 // The protocol's method set (docs/protocol.md, version 1): names, parameter
 // and result shapes, and the validation of parameters as they arrive.
-import { MAX_PAYLOAD_BYTES } from '../limits.js';
+import { MAX_CONTENT_TYPE_LENGTH, MAX_PAYLOAD_BYTES } from '../limits.js';
 import { InvalidArgumentError, PayloadTooLargeError } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -155,8 +155,8 @@ export function parseInvokeParams(params: unknown[]): InvokeParams {
     });
   }
   const contentType = raw.contentType ?? DEFAULT_CONTENT_TYPE;
-  if (typeof contentType !== 'string' || contentType.length > 256) {
-    throw new InvalidArgumentError('contentType must be a string of at most 256 characters');
+  if (typeof contentType !== 'string' || contentType.length > MAX_CONTENT_TYPE_LENGTH) {
+    throw new InvalidArgumentError(`contentType must be a string of at most ${MAX_CONTENT_TYPE_LENGTH} characters`);
   }
   return { function: functionName(raw.function, 'function'), payload, contentType };
 }

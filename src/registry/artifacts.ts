@@ -30,7 +30,10 @@ export class ArtifactStore {
     const target = this.path(digest);
     if (existsSync(target)) return digest;
     const dir = join(this.root, digest.slice(0, 2));
-    mkdirSync(dir, { recursive: true });
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true });
+      fsyncDirectory(this.root);
+    }
     const temporary = join(dir, `.${digest}.${randomBytes(4).toString('hex')}.tmp`);
     const fd = openSync(temporary, 'w', 0o644);
     try {

@@ -2,7 +2,7 @@
 // endpoint and the HTTP health endpoints. It parses frames, routes them to
 // the methods and writes answers; it never runs guest code.
 import uWS from '@trufflesuite/uws-js-unofficial';
-import { MAX_FRAME_BYTES } from '../limits.js';
+import { IDLE_CONNECTION_SECONDS, MAX_FRAME_BYTES } from '../limits.js';
 import { decodeMessage, encodeNotification, encodeResponse, REQUEST } from '../protocol/codec.js';
 import {
   InternalError,
@@ -59,7 +59,7 @@ export class KilnServer {
     this.app.ws<Connection>(ENDPOINT_PATH, {
       maxPayloadLength: MAX_FRAME_BYTES,
       maxBackpressure: 2 * MAX_FRAME_BYTES,
-      idleTimeout: 120,
+      idleTimeout: IDLE_CONNECTION_SECONDS,
       sendPingsAutomatically: true,
       compression: uWS.DISABLED,
       upgrade: (res, req, context) => this.upgrade(res, req, context),

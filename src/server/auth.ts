@@ -20,7 +20,7 @@ export function loadOrCreateAdminToken(dataDir: string): AdminToken {
     return { token: readFileSync(path, 'utf8').trim(), created: false, path };
   }
   const token = `kiln_${randomBytes(32).toString('base64url')}`;
-  writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx', flush: true });
   return { token, created: true, path };
 }
 

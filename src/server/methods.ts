@@ -56,7 +56,7 @@ export class Methods {
   private async deploy(params: unknown[]): Promise<FunctionInfo> {
     const { name, wasm, config: input } = parseDeployParams(params);
     if (wasm.length > MAX_ARTIFACT_BYTES) {
-      throw new PayloadTooLargeError(`the artifact is ${wasm.length} bytes; the limit is ${MAX_ARTIFACT_BYTES}`);
+      throw new PayloadTooLargeError(`the artifact is ${wasm.length} bytes; the limit is ${MAX_ARTIFACT_BYTES}`, { limit: MAX_ARTIFACT_BYTES });
     }
     const config = resolveConfig(input);
     // Validation and compilation happen in an executor; only a runnable artifact is stored.

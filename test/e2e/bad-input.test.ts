@@ -9,6 +9,20 @@ import { openRaw, type RawSocket } from '../helpers/raw-socket.js';
 
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
 
+/** (module (import MODULE NAME (func)) (func (export "_start"))), assembled by hand. */
+function wasmModule(module: string, name: string): Buffer {
+  const str = (s: string) => [s.length, ...Buffer.from(s)];
+  const section = (id: number, body: number[]) => [id, body.length, ...body];
+  return Buffer.from([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, [1, 0x60, 0, 0]),
+    ...section(2, [1, ...str(module), ...str(name), 0x00, 0]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...str('_start'), 0x00, 1]),
+    ...section(10, [1, 2, 0, 0x0b]),
+  ]);
+}
+
 describe('bad input', () => {
   let daemon: RunningDaemon;
   let client: KilnClient;
@@ -100,6 +114,16 @@ describe('bad input', () => {
     corrupt.fill(0xff, 2000, 2100);
     await expect(client.deploy('junk', corrupt)).rejects.toMatchObject({ code: 'INVALID_WASM' });
     await expect(client.get('junk')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await stillServes();
+  });
+
+  it('a module Kiln cannot link → UNSUPPORTED_WASM at deploy, not at invoke', async () => {
+    const bytes = wasmModule('wasi_snapshot_preview1', 'sock_open');
+    await expect(client.deploy('unlinkable', bytes)).rejects.toMatchObject({
+      code: 'UNSUPPORTED_WASM',
+      message: expect.stringContaining('wasi_snapshot_preview1.sock_open'),
+    });
+    await expect(client.deploy('foreign', wasmModule('env', 'host_secret'))).rejects.toMatchObject({ code: 'UNSUPPORTED_WASM' });
     await stillServes();
   });
 

@@ -14,10 +14,9 @@ export const ERRNO = {
   SPIPE: 70,
 } as const;
 
+// Only wall and monotonic clocks: CPU-time clocks would leak host scheduling.
 const CLOCK_REALTIME = 0;
 const CLOCK_MONOTONIC = 1;
-const CLOCK_PROCESS_CPUTIME = 2;
-const CLOCK_THREAD_CPUTIME = 3;
 const FILETYPE_CHARACTER_DEVICE = 2;
 const RIGHTS_FD_READ = 1n << 1n;
 const RIGHTS_FD_WRITE = 1n << 6n;
@@ -49,7 +48,7 @@ function encodeStrings(strings: string[]): { offsets: number[]; buffer: Uint8Arr
   return { offsets, buffer };
 }
 
-/** The functions whose absence a guest would notice at link time; all answer without any capability. */
+/** Calls that name a descriptor or path: with no files or sockets granted, every one answers EBADF. */
 const UNSUPPORTED_FD_CALLS = [
   'fd_advise', 'fd_allocate', 'fd_datasync', 'fd_fdstat_set_rights', 'fd_filestat_get', 'fd_filestat_set_size',
   'fd_filestat_set_times', 'fd_pread', 'fd_pwrite', 'fd_readdir', 'fd_renumber', 'fd_sync', 'fd_tell',
@@ -57,6 +56,13 @@ const UNSUPPORTED_FD_CALLS = [
   'path_remove_directory', 'path_rename', 'path_symlink', 'path_unlink_file', 'sock_accept', 'sock_recv', 'sock_send',
   'sock_shutdown',
 ] as const;
+
+/** Every function a preview-1 guest may import from Kiln. */
+export const PREVIEW1_FUNCTIONS: ReadonlySet<string> = new Set([
+  'args_get', 'args_sizes_get', 'environ_get', 'environ_sizes_get', 'clock_res_get', 'clock_time_get', 'random_get',
+  'fd_write', 'fd_read', 'fd_close', 'fd_seek', 'fd_fdstat_get', 'fd_fdstat_set_flags', 'fd_prestat_get',
+  'fd_prestat_dir_name', 'poll_oneoff', 'proc_exit', 'proc_raise', 'sched_yield', ...UNSUPPORTED_FD_CALLS,
+]);
 
 /**
  * One host per guest instance. Stdio is rebound for every invocation
@@ -128,14 +134,14 @@ export class WasiHost {
       environ_sizes_get: (count: number, size: number) => this.writeSizes(this.env, count, size),
 
       clock_res_get: (id: number, resultPtr: number) => {
-        if (id > CLOCK_THREAD_CPUTIME) return ERRNO.INVAL;
+        if (id !== CLOCK_REALTIME && id !== CLOCK_MONOTONIC) return ERRNO.INVAL;
         this.mem().setBigUint64(resultPtr, id === CLOCK_REALTIME ? 1_000_000n : 1_000n, true);
         return ERRNO.SUCCESS;
       },
       clock_time_get: (id: number, _precision: bigint, resultPtr: number) => {
         let now: bigint;
         if (id === CLOCK_REALTIME) now = BigInt(Date.now()) * 1_000_000n;
-        else if (id === CLOCK_MONOTONIC || id === CLOCK_PROCESS_CPUTIME || id === CLOCK_THREAD_CPUTIME) now = process.hrtime.bigint();
+        else if (id === CLOCK_MONOTONIC) now = process.hrtime.bigint();
         else return ERRNO.INVAL;
         this.mem().setBigUint64(resultPtr, now, true);
         return ERRNO.SUCCESS;
