@@ -37,7 +37,8 @@ export function isLoopback(host: string): boolean {
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const host = options.host ?? DEFAULT_HOST;
   const port = options.port ?? DEFAULT_PORT;
-  const log = options.log ?? createLogger();
+  const logger = options.log ? { log: options.log, flush: () => {} } : createLogger();
+  const { log } = logger;
   if (options.dev && !isLoopback(host)) {
     throw new Error(`--dev turns authentication off, so it only binds loopback addresses; ${host} is not one`);
   }
@@ -77,6 +78,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         server.disconnectAll();
         store.close();
         log.info('stopped');
+        logger.flush();
       })()),
   };
 }

@@ -36,6 +36,14 @@ export const DEFAULT_PORT = 7070;
 export const SHUTDOWN_GRACE_MS = 10_000;
 /** Compiling a large artifact is slow but finite; past this its executor is presumed stuck. */
 export const PREPARE_TIMEOUT_MS = 120_000;
+/**
+ * Tasks handed to one executor before earlier ones finish, so it never idles
+ * waiting for the network thread to wake (a cross-thread wake-up costs tens
+ * of µs here). EXECUTOR_STALL_MS keeps new work away from a slow guest.
+ */
+export const EXECUTOR_PIPELINE_DEPTH = 32;
+/** An executor whose current task has run this long takes no more queued work. */
+export const EXECUTOR_STALL_MS = 2;
 /** Prepared functions an executor keeps; the least recently used beyond it are dropped. */
 export const MAX_CACHED_FUNCTIONS_PER_EXECUTOR = 256;
 /** A WebSocket connection silent this long (pings included) is closed. */

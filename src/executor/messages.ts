@@ -15,9 +15,8 @@ export interface InvokeTask {
   id: number;
   /** Identifies one immutable function version; the worker caches its prepared form under it. */
   key: string;
-  config: GuestConfig;
-  /** Sent only when the worker is not known to hold the key. */
-  artifact?: Uint8Array;
+  /** Sent, with the config, only when the worker is not known to hold the key. */
+  prepare?: { artifact: Uint8Array; config: GuestConfig };
   invocation: Invocation;
 }
 

@@ -1,10 +1,13 @@
-// A pool of executor threads. Each runs one task at a time; tasks wait in a
-// FIFO queue on the network thread, so a worker killed at a deadline takes
-// only its own invocation with it and the queue refills the replacement.
+// A pool of executor threads. Tasks wait in a FIFO queue on the network
+// thread and are handed to the least-loaded executor, up to
+// EXECUTOR_PIPELINE_DEPTH at a time so an executor finishing one task finds
+// the next already waiting. An executor runs its tasks in order, so the
+// oldest unanswered task is the one running: at a deadline only it fails,
+// and the tasks queued behind it go back to the pool's queue untouched.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { GuestConfig, Invocation, InvocationOutcome } from '../engine/index.js';
-import { PREPARE_TIMEOUT_MS } from '../limits.js';
+import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, PREPARE_TIMEOUT_MS } from '../limits.js';
 import { errorFromWire, InternalError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
@@ -28,10 +31,15 @@ interface Pending {
 
 interface Slot {
   worker: Worker;
-  current: Pending | undefined;
+  /** Handed to this worker and not yet answered, oldest (running) first. */
+  inflight: Pending[];
+  /** When the oldest in-flight task became the running one. */
+  headSince: number;
   timer: NodeJS.Timeout | undefined;
-  /** Keys this worker is known to hold prepared. */
+  /** Keys this worker holds prepared (or has been sent the artifact for). */
   keys: Set<string>;
+  /** Tasks to post at the end of this tick, in one message. */
+  outbox: Task[];
 }
 
 export class ExecutorPool {
@@ -39,10 +47,11 @@ export class ExecutorPool {
   private readonly queue: Pending[] = [];
   private nextId = 1;
   private closed = false;
+  private flushScheduled = false;
 
   constructor(size = availableParallelism()) {
     for (let i = 0; i < Math.max(1, size); i++) {
-      const slot = { current: undefined, timer: undefined } as Slot;
+      const slot = { inflight: [], headSince: 0, timer: undefined, outbox: [] } as unknown as Slot;
       this.startWorker(slot);
       this.slots.push(slot);
     }
@@ -59,17 +68,19 @@ export class ExecutorPool {
   }
 
   invoke(fn: FunctionRef, invocation: Invocation): Promise<InvocationOutcome> {
-    const task: InvokeTask = { op: 'invoke', id: this.nextId++, key: fn.key, config: fn.config, invocation };
+    const task: InvokeTask = { op: 'invoke', id: this.nextId++, key: fn.key, invocation };
     return this.submit(task, fn, fn.timeoutMs);
   }
 
-  /** Fails everything still queued and stops the workers (in-flight tasks fail too). */
+  /** Fails everything queued or in flight and stops the workers. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const pending of this.queue.splice(0)) pending.reject(new UnavailableError('the daemon is shutting down'));
+    const shutdown = () => new UnavailableError('the daemon is shutting down');
+    for (const pending of this.queue.splice(0)) pending.reject(shutdown());
     await Promise.all(
       this.slots.map(async (slot) => {
-        this.settle(slot)?.reject(new UnavailableError('the daemon is shutting down'));
+        clearTimeout(slot.timer);
+        for (const pending of slot.inflight.splice(0)) pending.reject(shutdown());
         await slot.worker.terminate();
       }),
     );
@@ -92,53 +103,82 @@ export class ExecutorPool {
     slot.keys = new Set();
   }
 
+  /** The executor for the next task: least loaded, then one that holds the function; none if all are full or stalled. */
+  private pick(fn: FunctionRef | undefined, now: number): Slot | undefined {
+    let best: Slot | undefined;
+    let bestScore = Infinity;
+    for (const slot of this.slots) {
+      const load = slot.inflight.length;
+      if (load >= EXECUTOR_PIPELINE_DEPTH) continue;
+      if (load > 0 && now - slot.headSince > EXECUTOR_STALL_MS) continue; // busy with a slow guest
+      const score = load * 2 + (fn && slot.keys.has(fn.key) ? 0 : 1);
+      if (score < bestScore) {
+        best = slot;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
   private pump(): void {
+    const now = performance.now();
     while (this.queue.length > 0) {
-      const next = this.queue[0]!;
-      const idle = this.slots.filter((s) => !s.current);
-      if (idle.length === 0) return;
-      // Affinity: a worker that already holds the function skips a compile.
-      const slot = (next.fn && idle.find((s) => s.keys.has(next.fn!.key))) || idle[0]!;
-      this.queue.shift();
-      this.dispatch(slot, next);
+      const slot = this.pick(this.queue[0]!.fn, now);
+      if (!slot) return;
+      this.dispatch(slot, this.queue.shift()!, now);
     }
   }
 
-  private dispatch(slot: Slot, pending: Pending): void {
+  private dispatch(slot: Slot, pending: Pending, now: number): void {
     const { task, fn } = pending;
     if (task.op === 'invoke' && fn && !slot.keys.has(fn.key)) {
       try {
-        task.artifact = fn.loadArtifact();
+        task.prepare = { artifact: fn.loadArtifact(), config: fn.config };
       } catch (error) {
         pending.reject(new InternalError(`cannot read the function's artifact: ${(error as Error).message}`));
-        return this.pump();
+        return;
       }
+      slot.keys.add(fn.key);
     }
-    slot.current = pending;
-    slot.timer = setTimeout(() => this.onTimeout(slot), pending.timeoutMs);
-    slot.worker.postMessage(task);
-    if (task.op === 'invoke') delete task.artifact;
+    slot.inflight.push(pending);
+    if (slot.inflight.length === 1) this.startHead(slot, now);
+    slot.outbox.push(task);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
   }
 
-  /** Detaches the slot's current task and its timer, returning the task. */
-  private settle(slot: Slot): Pending | undefined {
-    const pending = slot.current;
+  // Tasks dispatched in one tick travel in one message: one thread wake-up for many.
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const slot of this.slots) {
+      if (slot.outbox.length === 0) continue;
+      slot.worker.postMessage(slot.outbox);
+      for (const task of slot.outbox) if (task.op === 'invoke') delete task.prepare;
+      slot.outbox = [];
+    }
+  }
+
+  private startHead(slot: Slot, now: number): void {
     clearTimeout(slot.timer);
-    slot.current = undefined;
     slot.timer = undefined;
-    return pending;
+    slot.headSince = now;
+    const head = slot.inflight[0];
+    if (head) slot.timer = setTimeout(() => this.onTimeout(slot), head.timeoutMs);
   }
 
   private onReply(slot: Slot, reply: TaskReply): void {
-    const pending = this.settle(slot);
-    if (!pending || pending.task.id !== reply.id) return; // a reply for a task already timed out
+    const pending = slot.inflight[0];
+    if (!pending || pending.task.id !== reply.id) return; // from a worker already replaced
+    slot.inflight.shift();
+    this.startHead(slot, performance.now());
     switch (reply.op) {
       case 'need-artifact':
         slot.keys.delete(pending.fn!.key);
-        this.dispatch(slot, pending);
-        return;
+        this.queue.unshift(pending);
+        break;
       case 'invoke':
-        slot.keys.add(pending.fn!.key);
         pending.resolve(reply.outcome as never);
         break;
       case 'prepare':
@@ -154,18 +194,24 @@ export class ExecutorPool {
   // V8 cannot interrupt a guest that never returns: the only sure stop is to
   // terminate its thread. The replacement starts empty and the queue refills it.
   private onTimeout(slot: Slot): void {
-    const pending = slot.current;
-    const seconds = pending ? pending.timeoutMs / 1000 : 0;
+    const head = slot.inflight[0];
+    const seconds = head ? head.timeoutMs / 1000 : 0;
     this.replace(
       slot,
-      pending?.task.op === 'prepare'
+      head?.task.op === 'prepare'
         ? new InternalError(`preparing the artifact took longer than ${seconds} s`)
-        : new TimeoutError(`the invocation exceeded its ${pending?.timeoutMs} ms timeout`, { timeoutMs: pending?.timeoutMs }),
+        : new TimeoutError(`the invocation exceeded its ${head?.timeoutMs} ms timeout`, { timeoutMs: head?.timeoutMs }),
     );
   }
 
+  /** Fails the running task with `error`, requeues the ones behind it, and starts a fresh worker. */
   private replace(slot: Slot, error: Error): void {
-    this.settle(slot)?.reject(error);
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    const [running, ...waiting] = slot.inflight.splice(0);
+    running?.reject(error);
+    this.queue.unshift(...waiting);
+    slot.outbox = [];
     const old = slot.worker;
     old.removeAllListeners('message');
     old.removeAllListeners('error');

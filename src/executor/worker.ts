@@ -18,8 +18,8 @@ function lookup(task: InvokeTask): Cached | undefined {
   let entry = cache.get(task.key);
   if (entry) {
     cache.delete(task.key); // re-insert: Map order is the LRU order
-  } else if (task.artifact) {
-    entry = { prepared: PreparedFunction.prepare(task.artifact, task.config), instance: undefined };
+  } else if (task.prepare) {
+    entry = { prepared: PreparedFunction.prepare(task.prepare.artifact, task.prepare.config), instance: undefined };
     if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) cache.delete(cache.keys().next().value!);
   } else {
     return undefined;
@@ -40,13 +40,17 @@ function run(task: Task): TaskReply {
   return { id: task.id, op: 'invoke', outcome };
 }
 
-parentPort!.on('message', (task: Task) => {
-  let reply: TaskReply;
-  try {
-    reply = run(task);
-  } catch (error) {
-    const wire = error instanceof KilnError ? error.toWire() : new InternalError(`executor failed: ${String(error)}`).toWire();
-    reply = { id: task.id, op: 'error', error: wire };
+// Tasks arrive in batches; each reply leaves as soon as its task is done, so
+// a later task that never returns cannot hold back an earlier answer.
+parentPort!.on('message', (tasks: Task[]) => {
+  for (const task of tasks) {
+    let reply: TaskReply;
+    try {
+      reply = run(task);
+    } catch (error) {
+      const wire = error instanceof KilnError ? error.toWire() : new InternalError(`executor failed: ${String(error)}`).toWire();
+      reply = { id: task.id, op: 'error', error: wire };
+    }
+    parentPort!.postMessage(reply);
   }
-  parentPort!.postMessage(reply);
 });

@@ -45,6 +45,8 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly artifacts: ArtifactStore;
   private readonly statements;
+  /** Latest version by name: every invoke resolves a name, so reads skip SQLite. */
+  private readonly latest = new Map<string, FunctionInfo>();
 
   constructor(dataDir: string) {
     mkdirSync(dataDir, { recursive: true });
@@ -83,12 +85,18 @@ export class SqliteStore implements Store {
       config: JSON.stringify(version.config),
       createdAt: new Date().toISOString(),
     });
+    this.latest.delete(version.name);
     return this.get(version.name)!;
   }
 
   get(name: string): FunctionInfo | undefined {
+    const cached = this.latest.get(name);
+    if (cached) return cached;
     const row = this.statements.latest.get(name);
-    return row && toInfo(row);
+    if (!row) return undefined;
+    const info = toInfo(row);
+    this.latest.set(name, info);
+    return info;
   }
 
   list(): FunctionInfo[] {
@@ -98,6 +106,7 @@ export class SqliteStore implements Store {
   delete(name: string): boolean {
     const digests = this.statements.digestsOf.all(name).map((r) => r.digest);
     const removed = this.db.transaction(() => this.statements.deleteAll.run(name).changes)();
+    this.latest.delete(name);
     for (const digest of digests) {
       if (this.statements.digestInUse.get(digest)!.n === 0) this.artifacts.remove(digest);
     }

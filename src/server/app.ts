@@ -22,6 +22,8 @@ export const ERROR_NOTIFICATION = 'kiln.error';
 
 interface Connection {
   open: boolean;
+  /** Answers waiting for this loop turn's flush. */
+  outbox: Uint8Array[];
 }
 
 export interface AppOptions {
@@ -39,6 +41,9 @@ export class KilnServer {
   private readonly app: uWS.TemplatedApp;
   private listenSocket: uWS.us_listen_socket | undefined;
   private readonly sockets = new Set<uWS.WebSocket<Connection>>();
+  /** Connections with answers waiting in their outbox. */
+  private readonly pendingFlush = new Set<uWS.WebSocket<Connection>>();
+  private flushScheduled = false;
   private inFlight = 0;
   private draining = false;
   private drained: (() => void) | undefined;
@@ -70,6 +75,7 @@ export class KilnServer {
       close: (ws) => {
         ws.getUserData().open = false;
         this.sockets.delete(ws);
+        this.pendingFlush.delete(ws);
       },
     });
     this.app.any('/*', (res) => {
@@ -129,13 +135,33 @@ export class KilnServer {
       res.writeStatus('503 Service Unavailable').end(JSON.stringify({ code: 'UNAVAILABLE', message: 'shutting down' }));
       return;
     }
-    res.upgrade<Connection>({ open: true }, key, protocol, extensions, context);
+    res.upgrade<Connection>({ open: true, outbox: [] }, key, protocol, extensions, context);
   }
 
+  // Answers mostly arrive from executors one message at a time, outside
+  // uWS's corked callbacks; they are gathered and written once per loop turn,
+  // corked, so a burst of answers costs one write instead of one each.
   // A closed uWS socket throws on any access, so the open flag is read from
   // the connection object captured while the socket was known to be open.
   private send(ws: uWS.WebSocket<Connection>, connection: Connection, frame: Uint8Array): void {
-    if (connection.open) ws.send(frame, true);
+    if (!connection.open) return;
+    connection.outbox.push(frame);
+    this.pendingFlush.add(ws);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const ws of this.pendingFlush) {
+      const connection = ws.getUserData();
+      const frames = connection.outbox;
+      connection.outbox = [];
+      if (connection.open) ws.cork(() => frames.forEach((frame) => ws.send(frame, true)));
+    }
+    this.pendingFlush.clear();
   }
 
   private onFrame(ws: uWS.WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {

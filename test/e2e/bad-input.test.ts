@@ -172,11 +172,15 @@ describe('bad input', () => {
   it('a guest that never returns → TIMEOUT at its deadline; health and other functions are unaffected', async () => {
     const started = Date.now();
     const stuck = client.invoke('stuck', 'loop').catch((e: unknown) => e);
+    // Sent in the same breath, these may be queued on the stuck executor: they must
+    // not be lost or failed with it, but run elsewhere or after its replacement.
+    const behind = Array.from({ length: 5 }, (_, i) => client.invoke('stuck', `behind-${i}`));
     // While it spins, the daemon still answers health checks and other functions.
     const health = await fetch(`http://127.0.0.1:${daemon.port}/healthz`);
     expect(health.status).toBe(200);
     expect(text((await client.invoke('kit', 'meanwhile')).payload)).toBe('meanwhile');
     expect(await stuck).toMatchObject({ code: 'TIMEOUT', data: { timeoutMs: 1000 } });
+    expect((await Promise.all(behind)).map((r) => text(r.payload))).toEqual([0, 1, 2, 3, 4].map((i) => `behind-${i}`));
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(text((await client.invoke('stuck', 'after')).payload)).toBe('after');
     await stillServes();

@@ -61,6 +61,7 @@ const I64 = 0x7e;
 const FUNC_TYPE = 0x60;
 const EMPTY_BLOCK = 0x40;
 const EXTERNAL_GLOBAL = 0x03;
+const FUNCTION_NAMES = 1; // name section subsection
 const utf8 = new TextEncoder();
 
 interface FuncType {
@@ -175,6 +176,9 @@ export function instrumentFuel(module: Uint8Array): Uint8Array {
       case SECTION.code:
         out.section(section.id, instrumentCode({ module, types, funcTypes, bodies, twinOf, blockTypes, importedFuncs, fuelGlobal }));
         break;
+      case SECTION.custom:
+        out.section(section.id, r.name() === 'name' ? withTwinNames(module, section, twinOf, importedFuncs) : module.subarray(section.start, section.end));
+        break;
       default:
         out.section(section.id, module.subarray(section.start, section.end));
     }
@@ -190,6 +194,57 @@ function appendToVector(r: Reader | undefined, count: number, entries: Uint8Arra
   if (r) w.bytes(r.bytes.subarray(r.offset, r.end));
   w.bytes(entries);
   return w.finish();
+}
+
+/**
+ * The name section with every twin named like its function, so that stack
+ * traces through twins keep their names. A malformed name section does not
+ * make a module invalid (engines ignore it), so it is then kept as it is.
+ */
+function withTwinNames(module: Uint8Array, section: Section, twinOf: Int32Array, importedFuncs: number): Uint8Array {
+  const original = module.subarray(section.start, section.end);
+  try {
+    const r = new Reader(module, section.start, section.end);
+    r.name();
+    const out = new Writer(original.length + 256);
+    out.bytes(module.subarray(section.start, r.offset));
+    while (!r.done) {
+      const id = r.u8();
+      const size = r.u32();
+      const end = r.offset + size;
+      if (end > r.end) r.fail('name subsection runs past its section');
+      if (id !== FUNCTION_NAMES) {
+        out.u8(id);
+        out.u32(size);
+        out.bytes(r.bytes.subarray(r.offset, end));
+        r.offset = end;
+        continue;
+      }
+      const count = r.u32();
+      const entries = r.offset;
+      const twinNames = new Writer();
+      let added = 0;
+      for (let n = 0; n < count; n++) {
+        const twin = twinOf[r.u32() - importedFuncs] ?? -1;
+        const name = r.offset;
+        r.name();
+        if (twin < 0) continue;
+        twinNames.u32(twin);
+        twinNames.bytes(module.subarray(name, r.offset));
+        added++;
+      }
+      if (r.offset !== end) r.fail('malformed function names');
+      const names = new Writer(end - entries + twinNames.length + 5);
+      names.u32(count + added);
+      names.bytes(module.subarray(entries, end));
+      names.bytes(twinNames.view());
+      out.section(FUNCTION_NAMES, names.view());
+    }
+    return out.finish();
+  } catch (error) {
+    if (error instanceof WasmFormatError) return original;
+    throw error;
+  }
 }
 
 function globalEntry(): Uint8Array {
