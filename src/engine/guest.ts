@@ -7,6 +7,7 @@ import type { GuestKind } from '../protocol/methods.js';
 import { analyze, WASI_PREVIEW1 } from './analyze.js';
 import { classifyFault } from './faults.js';
 import { callHandler, type HandlerExports } from './handler-abi.js';
+import { FUEL_GLOBAL_EXPORT, instrumentFuel } from './fuel/instrument.js';
 import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js';
 import { OutputCapture } from './wasi/output.js';
 import { ProcExit, WasiHost } from './wasi/preview1.js';
@@ -55,15 +56,21 @@ export class PreparedFunction {
     readonly config: GuestConfig,
   ) {}
 
-  /** Validates, classifies, rewrites and compiles an artifact. Throws KilnError for anything a client should hear about. */
+  /**
+   * Validates, classifies, rewrites (memory cap, fuel metering) and compiles an
+   * artifact. Throws KilnError for anything a client should hear about.
+   */
   static prepare(artifact: Uint8Array, config: GuestConfig): PreparedFunction {
     const analysis = analyze(artifact);
     const maxPages = Math.floor((config.memoryMb * 2 ** 20) / WASM_PAGE_BYTES);
     let core: Uint8Array;
     try {
-      core = capMemory(analysis.core, maxPages);
+      core = instrumentFuel(capMemory(analysis.core, maxPages));
     } catch (error) {
       if (error instanceof MemoryCapError) throw new UnsupportedWasmError(error.message);
+      if (error instanceof Error && error.name === 'WasmFormatError') {
+        throw new UnsupportedWasmError(`Kiln cannot meter this module: ${error.message}`);
+      }
       throw error;
     }
     return new PreparedFunction(analysis.kind, new WebAssembly.Module(core as Uint8Array<ArrayBuffer>), config);
@@ -90,6 +97,9 @@ abstract class BaseInstance implements GuestInstance {
   protected readonly stderr = new OutputCapture(MAX_LOG_BYTES, false);
   protected readonly host: WasiHost;
   protected memory: WebAssembly.Memory | undefined;
+  /** The instrumented module's fuel counter (see src/engine/fuel/instrument.ts). */
+  protected fuel: WebAssembly.Global | undefined;
+  protected readonly budget: bigint;
 
   constructor(
     protected readonly prepared: PreparedFunction,
@@ -97,13 +107,31 @@ abstract class BaseInstance implements GuestInstance {
   ) {
     this.stdout = stdoutIsResponse ? new OutputCapture(MAX_PAYLOAD_BYTES, true) : new OutputCapture(MAX_LOG_BYTES, false);
     this.host = new WasiHost({ args: [prepared.config.functionName], env: prepared.config.env }, this.stdout, this.stderr);
+    this.budget = BigInt(prepared.config.fuel);
   }
 
   protected instantiateModule(): WebAssembly.Instance {
     const instance = new WebAssembly.Instance(this.prepared.module, { [WASI_PREVIEW1]: this.host.imports });
     this.memory = instance.exports.memory as WebAssembly.Memory;
+    this.fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
     this.host.bindMemory(this.memory);
     return instance;
+  }
+
+  /** Arms the fuel counter with the invocation's budget. */
+  protected refuel(): void {
+    this.fuel!.value = this.budget;
+  }
+
+  /** Fuel used since refuel(), capped at the budget (an exhausted guest overshoots by its last block). */
+  protected fuelUsed(): number {
+    if (!this.fuel) return 0;
+    const left = this.fuel.value as bigint;
+    return Number(left < 0n ? this.budget : this.budget - left);
+  }
+
+  protected get fuelExhausted(): boolean {
+    return this.fuel !== undefined && (this.fuel.value as bigint) < 0n;
   }
 
   protected fault(error: unknown): KilnError {
@@ -111,7 +139,7 @@ abstract class BaseInstance implements GuestInstance {
     const limit = this.prepared.memoryLimitBytes;
     const size = this.memory?.buffer.byteLength ?? 0;
     return classifyFault(error, {
-      fuelExhausted: false,
+      fuelExhausted: this.fuelExhausted,
       memoryAtLimit: size + WASM_PAGE_BYTES > limit,
       memoryLimitBytes: limit,
     });
@@ -129,7 +157,7 @@ abstract class BaseInstance implements GuestInstance {
       error: result instanceof KilnError ? result.toWire() : null,
       metering: {
         durationMs: (nowUs() - started) / 1000,
-        fuelUsed: 0,
+        fuelUsed: this.fuelUsed(),
         cold,
         initUs,
         memoryBytes: this.memory?.buffer.byteLength ?? 0,
@@ -160,7 +188,9 @@ class ComponentInstance extends BaseInstance {
   private start(): HandlerExports {
     const began = nowUs();
     const instance = this.instantiateModule();
-    // Reactors run C constructors and other start-up code in _initialize.
+    // Reactors run C constructors and other start-up code in _initialize,
+    // under the same budget as a call.
+    this.refuel();
     (instance.exports._initialize as (() => void) | undefined)?.();
     this.initUs = nowUs() - began;
     return instance.exports as unknown as HandlerExports;
@@ -172,6 +202,7 @@ class ComponentInstance extends BaseInstance {
     let result: { payload: Uint8Array; contentType: string } | KilnError;
     try {
       this.exports ??= this.start();
+      this.refuel();
       const handled = callHandler(
         this.exports,
         {
@@ -181,11 +212,14 @@ class ComponentInstance extends BaseInstance {
           functionName: this.prepared.config.functionName,
           functionVersion: this.prepared.config.functionVersion,
           deadlineMs: invocation.deadlineMs,
-          remainingFuel: BigInt(this.prepared.config.fuel),
+          remainingFuel: this.budget,
         },
         MAX_PAYLOAD_BYTES,
         (size) => new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`, { limit: MAX_PAYLOAD_BYTES }),
       );
+      // A guest can return having overrun its budget by less than one
+      // unchecked stretch of code: that is still exhaustion.
+      if (this.fuelExhausted) throw new Error('fuel exhausted');
       result = handled.ok
         ? { payload: handled.body, contentType: handled.contentType }
         : new GuestError(handled.message, { guestCode: handled.code });
@@ -210,6 +244,7 @@ class CommandInstance extends BaseInstance {
       const instance = this.instantiateModule();
       initUs = nowUs() - started;
       this.host.setStdin(invocation.payload);
+      this.refuel();
       let exitCode = 0;
       try {
         (instance.exports._start as () => void)();
@@ -217,6 +252,7 @@ class CommandInstance extends BaseInstance {
         if (!(error instanceof ProcExit)) throw error;
         exitCode = error.code;
       }
+      if (this.fuelExhausted) throw new Error('fuel exhausted');
       result =
         exitCode === 0
           ? { payload: this.stdout.bytes(), contentType: COMMAND_CONTENT_TYPE }

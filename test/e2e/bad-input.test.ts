@@ -34,6 +34,7 @@ describe('bad input', () => {
     await client.deploy('kit', guest('component/testkit.wasm'), { memoryMb: 16 });
     await client.deploy('cmd', guest('command/echo-command.wasm'));
     await client.deploy('stuck', guest('component/testkit.wasm'), { timeoutMs: 1000 });
+    await client.deploy('frugal', guest('component/testkit.wasm'), { fuel: 5_000_000 });
     raw = await openRaw(daemon.url, daemon.token);
   });
   afterAll(async () => {
@@ -183,6 +184,18 @@ describe('bad input', () => {
     expect((await Promise.all(behind)).map((r) => text(r.payload))).toEqual([0, 1, 2, 3, 4].map((i) => `behind-${i}`));
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(text((await client.invoke('stuck', 'after')).payload)).toBe('after');
+    await stillServes();
+  });
+
+  it('a guest that runs out of fuel → FUEL_EXHAUSTED, long before its deadline', async () => {
+    const started = Date.now();
+    const error = await client.invoke('frugal', 'loop').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'FUEL_EXHAUSTED', data: { report: { fuelUsed: 5_000_000 } } });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const next = await client.invoke('frugal', 'fine');
+    expect(text(next.payload)).toBe('fine');
+    expect(next.report.fuelUsed).toBeGreaterThan(0);
+    expect(next.report.fuelUsed).toBeLessThan(5_000_000);
     await stillServes();
   });
 

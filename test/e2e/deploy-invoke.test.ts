@@ -48,6 +48,12 @@ describe('deploy and invoke', () => {
     expect(text((await client.invoke('shout', 'env:WHO')).payload)).toBe('kiln');
     expect(text((await client.invoke('shout', 'env:HOME')).payload)).toBe('(unset)');
     await expect(client.invoke('shout', 'fail')).rejects.toMatchObject({ code: 'GUEST_ERROR', data: { exitCode: 2 } });
+    // Metering is exact: the same input costs the same fuel every time, and more input costs more.
+    const fuel = async (input: string) => (await client.invoke('shout', input)).report.fuelUsed;
+    const once = await fuel('the same input');
+    expect(once).toBeGreaterThan(0);
+    expect(await fuel('the same input')).toBe(once);
+    expect(await fuel('the same input, only longer')).toBeGreaterThan(once);
     await client.close();
   });
 

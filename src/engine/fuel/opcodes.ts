@@ -69,11 +69,18 @@ export const Op = {
   localTee: 0x22,
   globalGet: 0x23,
   globalSet: 0x24,
+  tableSet: 0x26,
   i64Const: 0x42,
   i64LtS: 0x53,
   i64Sub: 0x7d,
+  refNull: 0xd0,
+  refFunc: 0xd2,
   brOnNull: 0xd5,
   brOnNonNull: 0xd6,
+  tableInit: 0xfc000c,
+  tableCopy: 0xfc000e,
+  tableGrow: 0xfc000f,
+  tableFill: 0xfc0011,
 } as const;
 
 const UNKNOWN = -1;
@@ -171,6 +178,16 @@ export function skipBlockType(r: Reader): void {
   const first = r.bytes[r.offset];
   if (first === 0x63 || first === 0x64) skipValType(r);
   else r.skipLeb(); // one byte for 0x40 and the value types, an LEB128 for a type index
+}
+
+/** Skips a constant expression (a global's initialiser, a segment's offset) through its `end`. */
+export function skipConstExpr(r: Reader): void {
+  for (;;) {
+    const at = r.offset;
+    const op = readOpcode(r);
+    if (op === Op.end) return;
+    skipImmediates(r, op, at);
+  }
 }
 
 function skipMemarg(r: Reader): void {

@@ -176,7 +176,7 @@ export function writeS64(out: number[], value: bigint): void {
  * code; a typed array that doubles is far cheaper than a number[].
  */
 export class Writer {
-  private buffer: Uint8Array;
+  private buffer: Uint8Array<ArrayBuffer>;
   length = 0;
 
   constructor(capacity = 1024) {
@@ -201,6 +201,13 @@ export class Writer {
     this.reserve(data.length);
     this.buffer.set(data, this.length);
     this.length += data.length;
+  }
+
+  /** Appends `source[start, end)`; rewriters copy many short runs, for which a loop beats a subarray. */
+  copy(source: Uint8Array, start: number, end: number): void {
+    if (end - start > 64) return this.bytes(source.subarray(start, end));
+    this.reserve(end - start);
+    for (let i = start; i < end; i++) this.buffer[this.length++] = source[i]!;
   }
 
   /** Unsigned LEB128 up to 32 bits. */
@@ -243,7 +250,7 @@ export class Writer {
   }
 
   /** A copy of the bytes written so far. */
-  finish(): Uint8Array {
+  finish(): Uint8Array<ArrayBuffer> {
     return this.buffer.slice(0, this.length);
   }
 }
