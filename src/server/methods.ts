@@ -29,8 +29,27 @@ const guestConfig = (info: Pick<FunctionInfo, 'name' | 'version' | 'config'>): G
   fuel: info.config.fuel,
 });
 
+/**
+ * The outcome of an invocation the executor could not report on (its thread
+ * was stopped at the deadline, or the daemon shut down): still billed for the
+ * time it held, with nothing else known.
+ */
+function lostOutcome(error: KilnError, durationMs: number): InvocationOutcome {
+  return {
+    payload: null,
+    contentType: '',
+    error: error.toWire(),
+    metering: { durationMs, fuelUsed: 0, cold: false, initUs: 0, memoryBytes: 0 },
+    stdout: '',
+    stderr: '',
+    logsTruncated: false,
+  };
+}
+
 export class Methods {
   private readonly table: Record<string, MethodHandler>;
+  /** One executor reference per immutable version (the store hands out the same info object until it changes). */
+  private readonly refs = new WeakMap<FunctionInfo, FunctionRef>();
 
   constructor(
     private readonly store: Store,
@@ -82,24 +101,39 @@ export class Methods {
     const request = parseInvokeParams(params);
     const info = this.get(request.function);
     const requestId = randomUUID();
-    const fn: FunctionRef = {
-      key: `${info.name}@${info.version}/${info.createdAt}`,
-      config: guestConfig(info),
-      timeoutMs: info.config.timeoutMs,
-      loadArtifact: () => this.store.readArtifact(info.digest),
-    };
-    const outcome = await this.pool.invoke(fn, {
-      payload: request.payload,
-      contentType: request.contentType,
-      requestId,
-      deadlineMs: Date.now() + info.config.timeoutMs,
-    });
+    const started = performance.now();
+    let outcome: InvocationOutcome;
+    try {
+      outcome = await this.pool.invoke(this.refFor(info), {
+        payload: request.payload,
+        contentType: request.contentType,
+        requestId,
+        deadlineMs: Date.now() + info.config.timeoutMs,
+      });
+    } catch (error) {
+      if (!(error instanceof KilnError)) throw error;
+      outcome = lostOutcome(error, performance.now() - started);
+    }
     const report = this.report(info, requestId, outcome);
     if (outcome.error) {
       const { code, message, data } = outcome.error;
       throw new KilnError(code, message, { ...(data as object | undefined), report });
     }
     return { payload: outcome.payload!, contentType: outcome.contentType, report };
+  }
+
+  private refFor(info: FunctionInfo): FunctionRef {
+    let ref = this.refs.get(info);
+    if (!ref) {
+      ref = {
+        key: `${info.name}@${info.version}/${info.createdAt}`,
+        config: guestConfig(info),
+        timeoutMs: info.config.timeoutMs,
+        loadArtifact: () => this.store.readArtifact(info.digest),
+      };
+      this.refs.set(info, ref);
+    }
+    return ref;
   }
 
   private report(info: FunctionInfo, requestId: string, outcome: InvocationOutcome): InvocationReport {

@@ -180,7 +180,7 @@ describe('bad input', () => {
     const health = await fetch(`http://127.0.0.1:${daemon.port}/healthz`);
     expect(health.status).toBe(200);
     expect(text((await client.invoke('kit', 'meanwhile')).payload)).toBe('meanwhile');
-    expect(await stuck).toMatchObject({ code: 'TIMEOUT', data: { timeoutMs: 1000 } });
+    expect(await stuck).toMatchObject({ code: 'TIMEOUT', data: { timeoutMs: 1000, report: { function: 'stuck', billedMs: expect.any(Number) } } });
     expect((await Promise.all(behind)).map((r) => text(r.payload))).toEqual([0, 1, 2, 3, 4].map((i) => `behind-${i}`));
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(text((await client.invoke('stuck', 'after')).payload)).toBe('after');

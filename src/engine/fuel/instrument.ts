@@ -72,7 +72,10 @@ const FUNC_TYPE = 0x60;
 const EMPTY_BLOCK = Uint8Array.of(0x40);
 const EXTERNAL_TABLE = 0x01;
 const EXTERNAL_GLOBAL = 0x03;
-const ACTIVE_TABLE_EXPRESSIONS = 6; // element segment form: table index, offset, reference type, expressions
+// Element segment forms: table index, offset, then element kind and function indices, or reference type and expressions.
+const ACTIVE_TABLE_INDICES = 2;
+const ACTIVE_TABLE_EXPRESSIONS = 6;
+const ELEMENT_KIND_FUNC = 0x00;
 const FUNCTION_NAMES = 1; // name section subsection
 const utf8 = new TextEncoder();
 
@@ -187,10 +190,12 @@ export function instrumentFuel(input: Uint8Array): Uint8Array<ArrayBuffer> {
   for (const segment of s.segments) {
     const twinTable = twinTableOf[segment.table] ?? -1;
     if (twinTable < 0) continue;
-    newSegments.u32(ACTIVE_TABLE_EXPRESSIONS);
+    // Function indices where there are no nulls (the compact form), else expressions.
+    const indices = segment.elements.every((func) => func >= 0);
+    newSegments.u32(indices ? ACTIVE_TABLE_INDICES : ACTIVE_TABLE_EXPRESSIONS);
     newSegments.u32(twinTable);
     newSegments.bytes(segment.offset);
-    newSegments.u8(FUNCREF);
+    newSegments.u8(indices ? ELEMENT_KIND_FUNC : FUNCREF);
     newSegments.u32(segment.elements.length);
     for (const func of segment.elements) {
       if (func < 0) {
@@ -204,9 +209,9 @@ export function instrumentFuel(input: Uint8Array): Uint8Array<ArrayBuffer> {
         adapterOf.set(func, entry);
         adapters.push(func);
       }
-      newSegments.u8(Op.refFunc);
+      if (!indices) newSegments.u8(Op.refFunc);
       newSegments.u32(entry);
-      newSegments.u8(Op.end);
+      if (!indices) newSegments.u8(Op.end);
     }
     newSegmentCount++;
   }
