@@ -41,7 +41,8 @@ async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) =
   }
 }
 
-function printFunction(info: FunctionInfo): void {
+function printFunction(info: FunctionInfo, json: boolean | undefined): void {
+  if (json) return console.log(JSON.stringify(info));
   const { env, memoryMb, timeoutMs, fuel } = info.config;
   console.log(`${info.name}  version ${info.version}  ${info.kind}  ${info.size} bytes  sha256:${info.digest.slice(0, 12)}`);
   console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  env ${Object.keys(env).join(',') || '-'}`);
@@ -107,9 +108,7 @@ program
   .action((name: string, file: string, options: { env?: Record<string, string>; memory?: number; timeout?: number; fuel?: number }) =>
     withClient(async (client, global) => {
       const config = { env: options.env, memoryMb: options.memory, timeoutMs: options.timeout, fuel: options.fuel };
-      const info = await client.deploy(name, readFileSync(file), config);
-      if (global.json) console.log(JSON.stringify(info));
-      else printFunction(info);
+      printFunction(await client.deploy(name, readFileSync(file), config), global.json);
     }),
   );
 
@@ -158,9 +157,7 @@ program
   .argument('<name>', 'function name')
   .action((name: string) =>
     withClient(async (client, global) => {
-      const info = await client.get(name);
-      if (global.json) console.log(JSON.stringify(info));
-      else printFunction(info);
+      printFunction(await client.get(name), global.json);
     }),
   );
 

@@ -68,6 +68,6 @@ __attribute__((export_name("alloc_fill"))) uintptr_t alloc_fill(int n, int fill)
 __attribute__((export_name("grow"))) int grow(int pages) { return __builtin_wasm_memory_grow(0, pages); }
 
 /** A handler-shaped call for the cold-start benchmark: a few reads of init's work. */
-__attribute__((export_name("work"))) uint32_t work(int seed) {
-  return table[seed & (TABLE_WORDS - 1)] ^ buffer[seed & (BUFFER_BYTES - 1)] ^ counter;
+__attribute__((export_name("work"))) uint32_t work(int i) {
+  return table[i & (TABLE_WORDS - 1)] ^ buffer[i & (BUFFER_BYTES - 1)] ^ counter;
 }
