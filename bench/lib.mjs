@@ -273,7 +273,9 @@ export class RpcConnection {
     const template = Buffer.from(packr.pack([0, 0xfffffffe, method, params]));
     const idAt = template.indexOf(Buffer.from([0xce, 0xff, 0xff, 0xff, 0xfe]));
     if (idAt !== 2) throw new Error('load: unexpected request encoding');
-    const slots = 1 << Math.ceil(Math.log2(Math.max(2, inFlight * 4)));
+    // Answers may come back far out of order (a cold executor compiling while a
+    // warm one serves hundreds), so the id space is much larger than in-flight.
+    const slots = 1 << 20;
     const slotId = new Float64Array(slots).fill(-1);
     const slotStart = new Float64Array(slots);
     const latencies = [];

@@ -18,8 +18,6 @@ const guests = join(root, 'build', 'guests');
 
 type Bytes = number[];
 const I32 = 0x7f;
-const I64 = 0x7e;
-const F32 = 0x7d;
 const V128 = 0x7b;
 const FUNCREF = 0x70;
 const EXTERNREF = 0x6f;
@@ -309,7 +307,7 @@ describe('instrumentFuel on compiled guests', () => {
 });
 
 describe('the cost model', () => {
-  // (param i32 i32) (result i32)
+  // Exact fuel for small functions, counted by hand. Type 0: (i32, i32) → i32; type 1: i32 → i32.
   const types = [funcType([I32, I32], [I32]), funcType([I32], [I32])];
   const cases: Array<{ name: string; type: number; code: Bytes; locals?: Array<[number, number]>; runs: Array<[args: number[], result: number, fuel: number]> }> = [
     {
@@ -402,6 +400,112 @@ describe('the cost model', () => {
     expect(metered(fueled, 'double', [4])).toEqual({ result: 8, used: 3n });
     expect(metered(fueled, 'direct', [4])).toEqual({ result: 9, used: 7n });
     expect(metered(fueled, 'indirect', [4])).toEqual({ result: 9, used: 8n });
+  });
+
+  /** How many tables a module defines (twin tables included). */
+  function definedTables(module: Uint8Array): number {
+    const tables = readSections(module).find((s) => s.id === 4);
+    return tables ? new Reader(module, tables.start, tables.end).u32() : 0;
+  }
+
+  /** Calls `name` on both instances: same result or same trap, and the fuel used. */
+  function same(plain: Exports, fueled: Exports, name: string, args: unknown[]): { result: unknown; used: bigint } {
+    const fuel = fuelOf(fueled);
+    fuel.value = 1000n;
+    let expected: unknown;
+    let actual: unknown;
+    try {
+      expected = fn(plain, name)(...args);
+    } catch (error) {
+      expected = String(error);
+    }
+    try {
+      actual = fn(fueled, name)(...args);
+    } catch (error) {
+      actual = String(error);
+    }
+    expect(actual).toEqual(expected);
+    return { result: actual, used: 1000n - (fuel.value as bigint) };
+  }
+
+  it('calls through a table nothing can change via its twin, trapping exactly as before', () => {
+    const module = assemble({
+      types: [funcType([I32], [I32]), funcType([], [I32]), funcType([I32, I32], [I32])],
+      imports: [[...str('env'), ...str('add100'), 0x00, 0]],
+      tables: [[FUNCREF, 0x00, 5]],
+      elems: [[0x00, 0x41, 0, 0x0b, ...vec([u32(1), u32(0), u32(2)])]], // [double, add100, seven, null, null]
+      funcs: [
+        { type: 0, code: [0x20, 0, 0x20, 0, 0x6a] }, // double: 3
+        { type: 1, code: [0x41, 7] }, // seven
+        { type: 2, code: [0x20, 1, 0x20, 0, 0x11, 0, 0], export: 'call' }, // 3 + callee
+      ],
+    });
+    const imports = { env: { add100: (x: number) => x + 100 } };
+    const out = instrumentFuel(module);
+    expect(definedTables(out)).toBe(2);
+    const plain = instantiate(module, imports);
+    const fueled = instantiate(out, imports);
+    expect(same(plain, fueled, 'call', [0, 5])).toEqual({ result: 10, used: 6n });
+    expect(same(plain, fueled, 'call', [1, 5])).toEqual({ result: 105, used: 3n }); // an import, through an adapter
+    expect(same(plain, fueled, 'call', [2, 5]).result).toMatch(/signature mismatch/);
+    expect(same(plain, fueled, 'call', [3, 5]).result).toMatch(/RuntimeError/); // null
+    expect(same(plain, fueled, 'call', [5, 5]).result).toMatch(/RuntimeError/); // out of bounds
+  });
+
+  it('calls through tables the host or the code can change via the global, seeing the changes', () => {
+    const types = [funcType([I32], [I32]), funcType([I32, I32], [I32])];
+    const funcs: Func[] = [
+      { type: 0, code: [0x20, 0, 0x20, 0, 0x6a], export: 'double' }, // 3
+      { type: 0, code: [0x20, 0, 0x41, 3, 0x6c], export: 'triple' }, // 3
+      { type: 1, code: [0x20, 1, 0x20, 0, 0x11, 0, 0], export: 'call' }, // 3 + callee
+    ];
+    const elems = [[0x00, 0x41, 0, 0x0b, ...vec([u32(0)])]];
+    // Exported: the host swaps the function in slot 0.
+    const exported = assemble({ types, funcs, elems, tables: [[FUNCREF, 0x00, 1]], exports: [[...str('table'), 0x01, 0]] });
+    const out = instrumentFuel(exported);
+    expect(definedTables(out)).toBe(1);
+    const plain = instantiate(exported);
+    const fueled = instantiate(out);
+    expect(same(plain, fueled, 'call', [0, 5])).toEqual({ result: 10, used: 6n });
+    for (const exports of [plain, fueled]) (exports.table as WebAssembly.Table).set(0, exports.triple);
+    expect(same(plain, fueled, 'call', [0, 5])).toEqual({ result: 15, used: 6n });
+    // Changed by table.set in the code.
+    const setter = { type: 0, code: [0x41, 0, 0xd2, 1, 0x26, 0, 0x41, 0], export: 'swap' }; // table[0] = triple
+    const changing = assemble({ types, funcs: [...funcs, setter], elems, tables: [[FUNCREF, 0x00, 1]] });
+    const out2 = instrumentFuel(changing);
+    expect(definedTables(out2)).toBe(1);
+    const plain2 = instantiate(changing);
+    const fueled2 = instantiate(out2);
+    expect(same(plain2, fueled2, 'call', [0, 5])).toEqual({ result: 10, used: 6n });
+    same(plain2, fueled2, 'swap', [0]);
+    expect(same(plain2, fueled2, 'call', [0, 5])).toEqual({ result: 15, used: 6n });
+  });
+
+  it('keeps tail calls, calls to and from tail-calling functions, and such functions in tables', () => {
+    // sum(n, acc) = n == 0 ? acc : return_call sum(n - 1, acc + n): 10 per step, 5 at the end
+    const sum = [0x20, 0, 0x45, 0x04, 0x40, 0x20, 1, 0x0f, 0x0b, 0x20, 0, 0x41, 1, 0x6b, 0x20, 1, 0x20, 0, 0x6a, 0x12, 0];
+    const module = assemble({
+      types: [funcType([I32, I32], [I32])],
+      tables: [[FUNCREF, 0x00, 1]],
+      elems: [[0x00, 0x41, 0, 0x0b, ...vec([u32(0)])]],
+      funcs: [
+        { type: 0, code: sum, export: 'sum' },
+        { type: 0, code: [0x20, 0, 0x20, 1, 0x10, 0], export: 'direct' }, // 3 + sum
+        { type: 0, code: [0x20, 0, 0x20, 1, 0x41, 0, 0x11, 0, 0], export: 'indirect' }, // 4 + sum
+        { type: 0, code: [0x20, 0, 0x20, 1, 0x12, 1], export: 'tail' }, // 3 + direct: tail call to a function with a twin
+      ],
+    });
+    const out = instrumentFuel(module);
+    expect(definedTables(out)).toBe(2);
+    const plain = instantiate(module);
+    const fueled = instantiate(out);
+    expect(same(plain, fueled, 'sum', [10, 0])).toEqual({ result: 55, used: 105n });
+    expect(same(plain, fueled, 'direct', [10, 0])).toEqual({ result: 55, used: 108n });
+    expect(same(plain, fueled, 'indirect', [10, 0])).toEqual({ result: 55, used: 109n });
+    expect(same(plain, fueled, 'tail', [10, 0])).toEqual({ result: 55, used: 111n });
+    // A million tail calls need no stack, metered or not; fuel still stops them.
+    expect(metered(fueled, 'sum', [1_000_000, 0])).toEqual({ result: fn(plain, 'sum')(1_000_000, 0), used: 10_000_005n });
+    expect(trapped(fueled, 'sum', [1_000_000, 0], 5_000n).left).toBeLessThan(0n);
   });
 
   it('keeps fuel in the global across calls to the host, which may call back in', () => {
