@@ -1,6 +1,8 @@
 // Messages between the executor pool (network thread) and its workers.
 import type { WireError } from '../protocol/errors.js';
-import type { GuestConfig, Invocation, InvocationOutcome } from '../engine/index.js';
+import type { GuestConfig, Invocation } from '../engine/index.js';
+import type { ReportSummary } from '../metering/report.js';
+import type { EncodedAnswer } from '../protocol/codec.js';
 import type { GuestKind } from '../protocol/methods.js';
 
 export interface PrepareTask {
@@ -24,7 +26,7 @@ export type Task = PrepareTask | InvokeTask;
 
 export type TaskReply =
   | { id: number; op: 'prepare'; kind: GuestKind }
-  | { id: number; op: 'invoke'; outcome: InvocationOutcome }
+  | { id: number; op: 'invoke'; answer: EncodedAnswer; summary: ReportSummary }
   /** The worker does not hold the key (evicted or restarted): resend with the artifact. */
   | { id: number; op: 'need-artifact' }
   | { id: number; op: 'error'; error: WireError };

@@ -6,13 +6,21 @@
 // and the tasks queued behind it go back to the pool's queue untouched.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { GuestConfig, Invocation, InvocationOutcome } from '../engine/index.js';
+import type { GuestConfig, Invocation } from '../engine/index.js';
+import type { ReportSummary } from '../metering/report.js';
+import { EncodedAnswer } from '../protocol/codec.js';
 import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, PREPARE_TIMEOUT_MS } from '../limits.js';
 import { errorFromWire, InternalError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+/** A finished invocation: its answer, encoded by the executor, and the summary for the REPORT log. */
+export interface Executed {
+  answer: EncodedAnswer;
+  summary: ReportSummary;
+}
 
 export interface FunctionRef {
   key: string;
@@ -67,7 +75,7 @@ export class ExecutorPool {
     return this.submit(task, undefined, PREPARE_TIMEOUT_MS);
   }
 
-  invoke(fn: FunctionRef, invocation: Invocation): Promise<InvocationOutcome> {
+  invoke(fn: FunctionRef, invocation: Invocation): Promise<Executed> {
     const task: InvokeTask = { op: 'invoke', id: this.nextId++, key: fn.key, invocation };
     return this.submit(task, fn, fn.timeoutMs);
   }
@@ -179,7 +187,8 @@ export class ExecutorPool {
         this.queue.unshift(pending);
         break;
       case 'invoke':
-        pending.resolve(reply.outcome as never);
+        // Structured cloning keeps the fields, not the class.
+        pending.resolve({ answer: new EncodedAnswer(reply.answer.bytes, reply.answer.isError), summary: reply.summary } as never);
         break;
       case 'prepare':
         pending.resolve(reply.kind as never);

@@ -3,6 +3,8 @@
 import { parentPort } from 'node:worker_threads';
 import { PreparedFunction, type GuestInstance } from '../engine/index.js';
 import { MAX_CACHED_FUNCTIONS_PER_EXECUTOR } from '../limits.js';
+import { buildReport, summarize } from '../metering/report.js';
+import { EncodedAnswer, encode } from '../protocol/codec.js';
 import { InternalError, KilnError } from '../protocol/errors.js';
 import type { InvokeTask, Task, TaskReply } from './messages.js';
 
@@ -37,7 +39,18 @@ function run(task: Task): TaskReply {
   const instance = (entry.instance ??= entry.prepared.instantiate());
   const outcome = instance.invoke(task.invocation);
   if (!instance.healthy) entry.instance = undefined;
-  return { id: task.id, op: 'invoke', outcome };
+  const { config } = entry.prepared;
+  const report = buildReport(
+    { requestId: task.invocation.requestId, function: config.functionName, version: config.functionVersion },
+    outcome,
+  );
+  // Encoded here, off the network thread, which only frames the bytes.
+  // A copy sized to the encoding: msgpackr's output is a view into its reused
+  // buffer, and cloning a view to another thread clones the whole buffer.
+  const answer = outcome.error
+    ? new EncodedAnswer(encode({ ...outcome.error, data: { ...(outcome.error.data as object | undefined), report } }).slice(), true)
+    : new EncodedAnswer(encode({ payload: outcome.payload, contentType: outcome.contentType, report }).slice(), false);
+  return { id: task.id, op: 'invoke', answer, summary: summarize(report, outcome.error?.code) };
 }
 
 // Tasks arrive in batches; each reply leaves as soon as its task is done, so

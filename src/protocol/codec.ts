@@ -84,5 +84,33 @@ export const encodeRequest = (id: number, method: string, params: unknown[]): Ui
 export const encodeResponse = (id: number, error: WireError | null, result: unknown): Uint8Array =>
   encode([RESPONSE, id, error, error ? null : result]);
 
+/**
+ * An answer already encoded elsewhere (an executor encodes invocation results
+ * where they are produced, so the network thread only frames them).
+ */
+export class EncodedAnswer {
+  constructor(
+    /** The MessagePack encoding of the result, or of the error map when isError. */
+    readonly bytes: Uint8Array,
+    readonly isError: boolean,
+  ) {}
+}
+
+const NIL = Uint8Array.of(0xc0);
+
+/** [1, id, error, result] around an already-encoded error or result. */
+export function encodeAnswer(id: number, answer: EncodedAnswer): Uint8Array {
+  const head = packr.pack(id);
+  const error = answer.isError ? answer.bytes : NIL;
+  const result = answer.isError ? NIL : answer.bytes;
+  const frame = new Uint8Array(2 + head.length + error.length + result.length);
+  frame[0] = 0x94; // fixarray of 4
+  frame[1] = RESPONSE;
+  frame.set(head, 2);
+  frame.set(error, 2 + head.length);
+  frame.set(result, 2 + head.length + error.length);
+  return frame;
+}
+
 export const encodeNotification = (method: string, params: unknown[]): Uint8Array =>
   encode([NOTIFICATION, method, params]);

@@ -3,7 +3,7 @@
 // the methods and writes answers; it never runs guest code.
 import uWS from '@trufflesuite/uws-js-unofficial';
 import { IDLE_CONNECTION_SECONDS, MAX_FRAME_BYTES } from '../limits.js';
-import { decodeMessage, encodeNotification, encodeResponse, REQUEST } from '../protocol/codec.js';
+import { decodeMessage, EncodedAnswer, encodeAnswer, encodeNotification, encodeResponse, REQUEST } from '../protocol/codec.js';
 import {
   InternalError,
   InvalidMessageError,
@@ -215,7 +215,7 @@ export class KilnServer {
 
   private answer(ws: uWS.WebSocket<Connection>, connection: Connection, id: number, error: WireError | null, result: unknown): void {
     this.inFlight--;
-    this.send(ws, connection, encodeResponse(id, error, result));
+    this.send(ws, connection, result instanceof EncodedAnswer ? encodeAnswer(id, result) : encodeResponse(id, error, result));
     if (this.draining && this.inFlight === 0) this.drained?.();
   }
 }

@@ -3,7 +3,9 @@
 // immutable version and hands the invocation to the executors.
 import { randomUUID } from 'node:crypto';
 import type { GuestConfig, InvocationOutcome } from '../engine/index.js';
-import type { ExecutorPool, FunctionRef } from '../executor/pool.js';
+import type { Executed, ExecutorPool, FunctionRef } from '../executor/pool.js';
+import { buildReport, summarize } from '../metering/report.js';
+import type { EncodedAnswer } from '../protocol/codec.js';
 import type { Logger } from '../observability/logger.js';
 import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError } from '../protocol/errors.js';
 import {
@@ -12,8 +14,6 @@ import {
   parseListParams,
   parseNameParams,
   type FunctionInfo,
-  type InvocationReport,
-  type InvokeResult,
 } from '../protocol/methods.js';
 import { MAX_ARTIFACT_BYTES } from '../limits.js';
 import { resolveConfig } from '../registry/function-config.js';
@@ -97,14 +97,15 @@ export class Methods {
     return { deleted: true };
   }
 
-  private async invoke(params: unknown[]): Promise<InvokeResult> {
+  /** Resolves with the answer as the executor encoded it; the client decodes an InvokeResult. */
+  private async invoke(params: unknown[]): Promise<EncodedAnswer> {
     const request = parseInvokeParams(params);
     const info = this.get(request.function);
     const requestId = randomUUID();
     const started = performance.now();
-    let outcome: InvocationOutcome;
+    let executed: Executed;
     try {
-      outcome = await this.pool.invoke(this.refFor(info), {
+      executed = await this.pool.invoke(this.refFor(info), {
         payload: request.payload,
         contentType: request.contentType,
         requestId,
@@ -112,14 +113,15 @@ export class Methods {
       });
     } catch (error) {
       if (!(error instanceof KilnError)) throw error;
-      outcome = lostOutcome(error, performance.now() - started);
+      const report = buildReport(
+        { requestId, function: info.name, version: info.version },
+        lostOutcome(error, performance.now() - started),
+      );
+      this.log.info(summarize(report, error.code), 'REPORT');
+      throw new KilnError(error.code, error.message, { ...(error.data as object | undefined), report });
     }
-    const report = this.report(info, requestId, outcome);
-    if (outcome.error) {
-      const { code, message, data } = outcome.error;
-      throw new KilnError(code, message, { ...(data as object | undefined), report });
-    }
-    return { payload: outcome.payload!, contentType: outcome.contentType, report };
+    this.log.info(executed.summary, 'REPORT');
+    return executed.answer;
   }
 
   private refFor(info: FunctionInfo): FunctionRef {
@@ -134,38 +136,5 @@ export class Methods {
       this.refs.set(info, ref);
     }
     return ref;
-  }
-
-  private report(info: FunctionInfo, requestId: string, outcome: InvocationOutcome): InvocationReport {
-    const { metering } = outcome;
-    const report: InvocationReport = {
-      requestId,
-      function: info.name,
-      version: info.version,
-      durationMs: metering.durationMs,
-      billedMs: Math.max(1, Math.ceil(metering.durationMs)),
-      fuelUsed: metering.fuelUsed,
-      cold: metering.cold,
-      initUs: Math.round(metering.initUs),
-      memoryBytes: metering.memoryBytes,
-      stdout: outcome.stdout,
-      stderr: outcome.stderr,
-      logsTruncated: outcome.logsTruncated,
-    };
-    this.log.info(
-      {
-        requestId,
-        function: info.name,
-        version: info.version,
-        durationMs: Number(metering.durationMs.toFixed(3)),
-        billedMs: report.billedMs,
-        fuelUsed: report.fuelUsed,
-        cold: report.cold,
-        memoryBytes: report.memoryBytes,
-        error: outcome.error?.code,
-      },
-      'REPORT',
-    );
-    return report;
   }
 }
