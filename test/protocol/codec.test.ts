@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeMessage, encode, encodeNotification, encodeRequest, encodeResponse } from '../../src/protocol/codec.js';
+import { decodeMessage, encode, EncodedAnswer, encodeAnswer, encodeNotification, encodeRequest, encodeResponse } from '../../src/protocol/codec.js';
 import { ERROR_CODES, errorFromWire, GuestError, KilnError } from '../../src/protocol/errors.js';
 import { parseInvokeParams } from '../../src/protocol/methods.js';
 
@@ -22,6 +22,14 @@ describe('codec', () => {
     expect(decodeMessage(encodeNotification('kiln.error', [1]))).toEqual({ type: 2, method: 'kiln.error', params: [1] });
     // No msgpackr record extension (0xd4/0xc7…): the first byte is a fixarray of 4.
     expect(encodeRequest(1, 'm', [])[0]).toBe(0x94);
+  });
+
+  it('frames answers encoded elsewhere into the same responses', () => {
+    expect(decodeMessage(encodeAnswer(70000, new EncodedAnswer(encode({ a: 1 }), false)))).toEqual(
+      decodeMessage(encodeResponse(70000, null, { a: 1 })),
+    );
+    const error = { code: 'GUEST_ERROR', message: 'no', data: { guestCode: 'x' } } as const;
+    expect(decodeMessage(encodeAnswer(3, new EncodedAnswer(encode(error), true)))).toEqual({ type: 1, id: 3, error, result: null });
   });
 
   it('rejects what is not a message with the right code', () => {
