@@ -8,6 +8,9 @@ import { analyze, WASI_PREVIEW1 } from './analyze.js';
 import { classifyFault } from './faults.js';
 import { callHandler, type HandlerExports } from './handler-abi.js';
 import { FUEL_GLOBAL_EXPORT, instrumentFuel } from './fuel/instrument.js';
+import type { MemoryPool } from './snapshot/memory-pool.js';
+import { SnapshotError } from './snapshot/rewrite.js';
+import { restoreSnapshot, takeSnapshot, type Snapshot } from './snapshot/snapshot.js';
 import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js';
 import { OutputCapture } from './wasi/output.js';
 import { ProcExit, WasiHost } from './wasi/preview1.js';
@@ -47,18 +50,27 @@ export interface InvocationOutcome {
 }
 
 const COMMAND_CONTENT_TYPE = 'application/octet-stream';
+/** What a restored handler instance needs to export; every other export only slows instantiation. */
+const HANDLER_RUNTIME_EXPORTS = ['handle', 'cabi_realloc', 'cabi_post_handle', 'memory', FUEL_GLOBAL_EXPORT];
+
+/** How a prepared function makes instances: commands start afresh, components restore a snapshot. */
+type Code = { kind: 'command'; module: WebAssembly.Module } | { kind: 'component'; snapshot: Snapshot };
 const nowUs = () => performance.now() * 1000;
 
 export class PreparedFunction {
   private constructor(
-    readonly kind: GuestKind,
-    readonly module: WebAssembly.Module,
+    readonly code: Code,
     readonly config: GuestConfig,
   ) {}
 
+  get kind(): GuestKind {
+    return this.code.kind;
+  }
+
   /**
    * Validates, classifies, rewrites (memory cap, fuel metering) and compiles an
-   * artifact. Throws KilnError for anything a client should hear about.
+   * artifact; for a component, also runs its initialisation once and keeps the
+   * snapshot. Throws KilnError for anything a client should hear about.
    */
   static prepare(artifact: Uint8Array, config: GuestConfig): PreparedFunction {
     const analysis = analyze(artifact);
@@ -73,15 +85,53 @@ export class PreparedFunction {
       }
       throw error;
     }
-    return new PreparedFunction(analysis.kind, new WebAssembly.Module(core as Uint8Array<ArrayBuffer>), config);
+    if (analysis.kind === 'command') {
+      return new PreparedFunction({ kind: 'command', module: new WebAssembly.Module(core as Uint8Array<ArrayBuffer>) }, config);
+    }
+    return new PreparedFunction({ kind: 'component', snapshot: snapshotComponent(core, maxPages, config) }, config);
   }
 
   get memoryLimitBytes(): number {
     return this.config.memoryMb * 2 ** 20;
   }
 
-  instantiate(): GuestInstance {
-    return this.kind === 'component' ? new ComponentInstance(this) : new CommandInstance(this);
+  /** A new instance; components take their memory from `pool` and give it back on dispose(). */
+  instantiate(pool: MemoryPool): GuestInstance {
+    return this.code.kind === 'component'
+      ? new ComponentInstance(this, this.code.snapshot, pool)
+      : new CommandInstance(this, this.code.module);
+  }
+}
+
+/** Runs a component's init under its fuel budget and captures the result; faults become deploy errors. */
+function snapshotComponent(core: Uint8Array, maxPages: number, config: GuestConfig): Snapshot {
+  const stdout = new OutputCapture(MAX_LOG_BYTES, false);
+  const stderr = new OutputCapture(MAX_LOG_BYTES, false);
+  const host = new WasiHost({ args: [config.functionName], env: config.env }, stdout, stderr);
+  let fuel: WebAssembly.Global | undefined;
+  let memory: WebAssembly.Memory | undefined;
+  try {
+    const snapshot = takeSnapshot(core, maxPages, HANDLER_RUNTIME_EXPORTS, {
+      imports: { [WASI_PREVIEW1]: host.imports },
+      beforeInit: (instance) => {
+        memory = instance.exports.memory as WebAssembly.Memory;
+        fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
+        host.bindMemory(memory);
+        fuel.value = BigInt(config.fuel);
+      },
+    });
+    if (fuel && (fuel.value as bigint) < 0n) throw new Error('fuel exhausted');
+    return snapshot;
+  } catch (error) {
+    if (error instanceof SnapshotError) throw new UnsupportedWasmError(`Kiln cannot snapshot this guest: ${error.message}`);
+    const limit = config.memoryMb * 2 ** 20;
+    const fault = classifyFault(error, {
+      fuelExhausted: fuel !== undefined && (fuel.value as bigint) < 0n,
+      memoryAtLimit: (memory?.buffer.byteLength ?? 0) + WASM_PAGE_BYTES > limit,
+      memoryLimitBytes: limit,
+    });
+    const output = stderr.text();
+    throw new KilnError(fault.code, `the guest's initialisation failed: ${fault.message}`, { stderr: output });
   }
 }
 
@@ -89,6 +139,8 @@ export interface GuestInstance {
   /** False once the instance faulted: it must not serve again. */
   readonly healthy: boolean;
   invoke(invocation: Invocation): InvocationOutcome;
+  /** Gives back what the instance holds (its pooled memory); it must not be used afterwards. */
+  dispose(): void;
 }
 
 abstract class BaseInstance implements GuestInstance {
@@ -110,13 +162,13 @@ abstract class BaseInstance implements GuestInstance {
     this.budget = BigInt(prepared.config.fuel);
   }
 
-  protected instantiateModule(): WebAssembly.Instance {
-    const instance = new WebAssembly.Instance(this.prepared.module, { [WASI_PREVIEW1]: this.host.imports });
+  protected bind(instance: WebAssembly.Instance): void {
     this.memory = instance.exports.memory as WebAssembly.Memory;
     this.fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
     this.host.bindMemory(this.memory);
-    return instance;
   }
+
+  dispose(): void {}
 
   /** Arms the fuel counter with the invocation's budget. */
   protected refuel(): void {
@@ -175,25 +227,33 @@ abstract class BaseInstance implements GuestInstance {
   abstract invoke(invocation: Invocation): InvocationOutcome;
 }
 
-/** A handler component: instantiated and initialised once, then serves calls until it faults. */
+/** A handler component: restored from its snapshot on first use, then serves calls until it faults. */
 class ComponentInstance extends BaseInstance {
   private exports: HandlerExports | undefined;
   private initUs = 0;
   private served = 0;
 
-  constructor(prepared: PreparedFunction) {
+  constructor(
+    prepared: PreparedFunction,
+    private readonly snapshot: Snapshot,
+    private readonly pool: MemoryPool,
+  ) {
     super(prepared, false);
   }
 
+  // The cold start: no init runs here, it ran once when the snapshot was taken.
   private start(): HandlerExports {
     const began = nowUs();
-    const instance = this.instantiateModule();
-    // Reactors run C constructors and other start-up code in _initialize,
-    // under the same budget as a call.
-    this.refuel();
-    (instance.exports._initialize as (() => void) | undefined)?.();
+    const { instance } = restoreSnapshot(this.snapshot, this.pool, { [WASI_PREVIEW1]: this.host.imports });
+    this.bind(instance);
     this.initUs = nowUs() - began;
     return instance.exports as unknown as HandlerExports;
+  }
+
+  override dispose(): void {
+    if (this.memory) this.pool.release(this.memory);
+    this.memory = undefined;
+    this.exports = undefined;
   }
 
   invoke(invocation: Invocation): InvocationOutcome {
@@ -232,7 +292,10 @@ class ComponentInstance extends BaseInstance {
 
 /** A preview-1 command runs once per instance: every invocation instantiates it afresh. */
 class CommandInstance extends BaseInstance {
-  constructor(prepared: PreparedFunction) {
+  constructor(
+    prepared: PreparedFunction,
+    private readonly module: WebAssembly.Module,
+  ) {
     super(prepared, true);
   }
 
@@ -241,7 +304,8 @@ class CommandInstance extends BaseInstance {
     let result: { payload: Uint8Array; contentType: string } | KilnError;
     let initUs = 0;
     try {
-      const instance = this.instantiateModule();
+      const instance = new WebAssembly.Instance(this.module, { [WASI_PREVIEW1]: this.host.imports });
+      this.bind(instance);
       initUs = nowUs() - started;
       this.host.setStdin(invocation.payload);
       this.refuel();

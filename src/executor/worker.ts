@@ -2,6 +2,7 @@
 // invocations one at a time, so a guest never runs on the network thread.
 import { parentPort } from 'node:worker_threads';
 import { PreparedFunction, type GuestInstance } from '../engine/index.js';
+import { MemoryPool } from '../engine/snapshot/memory-pool.js';
 import { MAX_CACHED_FUNCTIONS_PER_EXECUTOR } from '../limits.js';
 import { buildReport, summarize } from '../metering/report.js';
 import { EncodedAnswer, encode } from '../protocol/codec.js';
@@ -15,6 +16,8 @@ interface Cached {
 }
 
 const cache = new Map<string, Cached>();
+/** Pre-touched linear memories, reused across this executor's instances. */
+const memories = new MemoryPool();
 
 function lookup(task: InvokeTask): Cached | undefined {
   let entry = cache.get(task.key);
@@ -22,7 +25,11 @@ function lookup(task: InvokeTask): Cached | undefined {
     cache.delete(task.key); // re-insert: Map order is the LRU order
   } else if (task.prepare) {
     entry = { prepared: PreparedFunction.prepare(task.prepare.artifact, task.prepare.config), instance: undefined };
-    if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) cache.delete(cache.keys().next().value!);
+    if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) {
+      const oldest = cache.keys().next().value!;
+      cache.get(oldest)!.instance?.dispose();
+      cache.delete(oldest);
+    }
   } else {
     return undefined;
   }
@@ -36,9 +43,12 @@ function run(task: Task): TaskReply {
   }
   const entry = lookup(task);
   if (!entry) return { id: task.id, op: 'need-artifact' };
-  const instance = (entry.instance ??= entry.prepared.instantiate());
+  const instance = (entry.instance ??= entry.prepared.instantiate(memories));
   const outcome = instance.invoke(task.invocation);
-  if (!instance.healthy) entry.instance = undefined;
+  if (!instance.healthy) {
+    instance.dispose();
+    entry.instance = undefined;
+  }
   const { config } = entry.prepared;
   const report = buildReport(
     { requestId: task.invocation.requestId, function: config.functionName, version: config.functionVersion },

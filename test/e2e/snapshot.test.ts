@@ -1,0 +1,55 @@
+// Snapshots through the daemon: a component's initialisation runs once when
+// it is prepared, never on a cold start, and a restored instance never sees
+// a previous instance's state.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KilnClient } from '../../src/client/index.js';
+import { guest, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
+
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
+
+describe('snapshots', () => {
+  let daemon: RunningDaemon;
+  let client: KilnClient;
+
+  beforeAll(async () => {
+    // One executor, so every invocation lands on the same prepared function.
+    daemon = await startDaemon({ dev: true, args: ['--workers', '1'] });
+    client = await daemon.client();
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.stop();
+  });
+
+  it('runs an expensive constructor once per prepare and restores its result on every cold start', async () => {
+    await client.deploy('slow', guest('component/slowinit.wasm'));
+    const first = await client.invoke('slow', 'x');
+    expect(text(first.payload)).toMatch(/^init_runs=1 calls=1 checksum=[0-9a-f]{8}$/);
+    expect(first.report.cold).toBe(true);
+    // Init's output went to the prepare, not to the first invocation: init did not run on the call path.
+    expect(first.report.stderr).toBe('');
+    const checksum = text(first.payload).split('checksum=')[1];
+
+    const warm = await client.invoke('slow', 'x');
+    expect(text(warm.payload)).toBe(`init_runs=1 calls=2 checksum=${checksum}`);
+    expect(warm.report.cold).toBe(false);
+
+    // A fault discards the instance; the next one is restored from the snapshot:
+    // init does not run again, and the dead instance's call count is gone.
+    await expect(client.invoke('slow', 'trap')).rejects.toMatchObject({ code: 'GUEST_TRAP' });
+    const restored = await client.invoke('slow', 'x');
+    expect(text(restored.payload)).toBe(`init_runs=1 calls=1 checksum=${checksum}`);
+    expect(restored.report.cold).toBe(true);
+    expect(restored.report.stderr).toBe('');
+    // The same work costs the same fuel on every fresh instance.
+    expect(restored.report.fuelUsed).toBe(first.report.fuelUsed);
+  });
+
+  it('a component whose initialisation runs out of fuel is refused at deploy', async () => {
+    await expect(client.deploy('starved', guest('component/slowinit.wasm'), { fuel: 1_000_000 })).rejects.toMatchObject({
+      code: 'FUEL_EXHAUSTED',
+      message: expect.stringContaining('initialisation'),
+    });
+    await expect(client.get('starved')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
