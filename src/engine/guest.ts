@@ -12,6 +12,7 @@ import type { MemoryPool } from './snapshot/memory-pool.js';
 import { SnapshotError } from './snapshot/rewrite.js';
 import { restoreSnapshot, takeSnapshot, type Snapshot } from './snapshot/snapshot.js';
 import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js';
+import type { ModuleInfo } from './wasm/module-info.js';
 import { OutputCapture } from './wasi/output.js';
 import { ProcExit, WasiHost } from './wasi/preview1.js';
 
@@ -88,7 +89,7 @@ export class PreparedFunction {
     if (analysis.kind === 'command') {
       return new PreparedFunction({ kind: 'command', module: new WebAssembly.Module(core as Uint8Array<ArrayBuffer>) }, config);
     }
-    return new PreparedFunction({ kind: 'component', snapshot: snapshotComponent(core, maxPages, config) }, config);
+    return new PreparedFunction({ kind: 'component', snapshot: snapshotComponent(core, analysis.info, maxPages, config) }, config);
   }
 
   get memoryLimitBytes(): number {
@@ -104,14 +105,16 @@ export class PreparedFunction {
 }
 
 /** Runs a component's init under its fuel budget and captures the result; faults become deploy errors. */
-function snapshotComponent(core: Uint8Array, maxPages: number, config: GuestConfig): Snapshot {
+function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number, config: GuestConfig): Snapshot {
   const stdout = new OutputCapture(MAX_LOG_BYTES, false);
   const stderr = new OutputCapture(MAX_LOG_BYTES, false);
   const host = new WasiHost({ args: [config.functionName], env: config.env }, stdout, stderr);
   let fuel: WebAssembly.Global | undefined;
   let memory: WebAssembly.Memory | undefined;
   try {
-    const snapshot = takeSnapshot(core, maxPages, HANDLER_RUNTIME_EXPORTS, {
+    // cabi_post_handle is optional in the canonical ABI: keep only what the module has.
+    const keep = HANDLER_RUNTIME_EXPORTS.filter((name) => name === FUEL_GLOBAL_EXPORT || info.exports.some((e) => e.name === name));
+    const snapshot = takeSnapshot(core, maxPages, keep, {
       imports: { [WASI_PREVIEW1]: host.imports },
       beforeInit: (instance) => {
         memory = instance.exports.memory as WebAssembly.Memory;
