@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // End-to-end files each start their own daemons; two cores, so two at a time.
     maxWorkers: 2,
+    reporters: ['default', './test/helpers/plain-summary.ts'],
   },
 });
