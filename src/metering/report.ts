@@ -30,17 +30,10 @@ export function buildReport(subject: ReportSubject, outcome: InvocationOutcome):
 }
 
 /** The fields of the REPORT log line (no guest output: that stays in the answer). */
-export interface ReportSummary {
-  requestId: string;
-  function: string;
-  version: number;
-  durationMs: number;
-  billedMs: number;
-  fuelUsed: number;
-  cold: boolean;
-  memoryBytes: number;
-  error: string | undefined;
-}
+export type ReportSummary = Pick<
+  InvocationReport,
+  'requestId' | 'function' | 'version' | 'durationMs' | 'billedMs' | 'fuelUsed' | 'cold' | 'memoryBytes'
+> & { error: string | undefined };
 
 export const summarize = (report: InvocationReport, error: string | undefined): ReportSummary => ({
   requestId: report.requestId,
