@@ -25,6 +25,7 @@ const GUESTS = [
   { name: 'c-hello', file: 'c/hello.wasm', note: 'C handler (the demo)' },
   { name: 'c-testkit', file: 'component/testkit.wasm', note: 'C handler, trivial init' },
   { name: 'c-slowinit', file: 'component/slowinit.wasm', note: 'C handler, ~200 ms constructor' },
+  { name: 'as-hello', file: 'as/hello.wasm', note: 'AssemblyScript handler (the demo)' },
 ];
 const payload = Buffer.alloc(64, 0x61);
 const config = { functionName: 'bench', functionVersion: 1, env: {}, memoryMb: 64, fuel: 1e10 };

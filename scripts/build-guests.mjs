@@ -3,13 +3,15 @@
 // Rebuilds a guest only when one of its inputs is newer than its output.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'guests');
 const handlerWit = join(root, 'wit', 'handler.wit');
 const sdkHeader = join(root, 'guest-sdk', 'c', 'kiln.h');
+const asSdk = join(root, 'guest-sdk', 'assemblyscript');
+const asInputs = [join(asSdk, 'assembly', 'kiln.ts'), join(asSdk, 'asconfig.json'), handlerWit];
 const cflags = ['--target=wasm32-wasi', '-O2', '-Wall', '-Wl,--strip-debug'];
 
 let jco;
@@ -29,11 +31,23 @@ function clang(source, output, extra) {
   execFileSync('clang', [...cflags, ...extra, '-o', output, source], { stdio: 'inherit' });
 }
 
-// A C reactor wrapped into a component of the given WIT world, through the
-// preview-1 reactor adapter.
-async function buildComponent(source, output, witFile, world) {
-  const core = `${output}.core.wasm`;
-  clang(source, core, ['-mexec-model=reactor']);
+const clangReactor = (source, core) => clang(source, core, ['-mexec-model=reactor']);
+
+// AssemblyScript, with the SDK's asconfig.json (WASI shim, minimal runtime, the
+// SDK's abort, `_initialize` as the exported start). Run from the repository
+// root: asc resolves the config's relative `lib` path, and names files in
+// abort messages, relative to its working directory.
+function asc(source, core) {
+  mkdirSync(dirname(core), { recursive: true });
+  const bin = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
+  const rel = (path) => relative(root, path);
+  execFileSync(process.execPath, [bin, rel(source), '--config', rel(join(asSdk, 'asconfig.json')), '-o', rel(core)], { cwd: root, stdio: 'inherit' });
+}
+
+// A reactor core module (C by default) wrapped into a component of the given
+// WIT world, through the preview-1 reactor adapter.
+async function buildComponent(source, output, witFile, world, { core = `${output}.core.wasm`, buildCore = clangReactor } = {}) {
+  await buildCore(source, core);
   const { componentEmbed, componentNew, preview1AdapterReactorPath } = await loadJco();
   const embedded = await componentEmbed({ binary: readFileSync(core), witSource: readFileSync(witFile, 'utf8'), world });
   const adapter = readFileSync(preview1AdapterReactorPath());
@@ -55,6 +69,10 @@ for (const source of cFiles(join(root, 'test', 'guests', 'command'))) {
 for (const source of cFiles(join(root, 'test', 'guests', 'reactor'))) {
   jobs.push({ source, output: join(out, 'reactor', basename(source, '.c') + '.wasm'), inputs: [], kind: 'reactor' });
 }
+const tsFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => join(dir, f)) : []);
+for (const source of tsFiles(join(asSdk, 'examples'))) {
+  jobs.push({ source, output: join(out, 'as', basename(source, '.ts') + '.wasm'), inputs: asInputs, kind: 'assemblyscript' });
+}
 const otherWit = join(root, 'test', 'guests', 'other-world', 'world.wit');
 for (const source of cFiles(join(root, 'test', 'guests', 'other-world'))) {
   jobs.push({ source, output: join(out, 'other-world', basename(source, '.c') + '.wasm'), inputs: [otherWit], kind: 'other-world' });
@@ -66,8 +84,11 @@ for (const job of jobs) {
   switch (job.kind) {
     case 'component': await buildComponent(job.source, job.output, handlerWit, 'handler'); break;
     case 'other-world': await buildComponent(job.source, job.output, otherWit, 'other'); break;
+    case 'assemblyscript':
+      await buildComponent(job.source, job.output, handlerWit, 'handler', { core: job.output.replace(/\.wasm$/, '.core.wasm'), buildCore: asc });
+      break;
     case 'command': clang(job.source, job.output, []); break;
-    case 'reactor': clang(job.source, job.output, ['-mexec-model=reactor']); break;
+    case 'reactor': clangReactor(job.source, job.output); break;
   }
   built++;
 }
