@@ -11,6 +11,8 @@ import { FUEL_GLOBAL_EXPORT, instrumentFuel } from './fuel/instrument.js';
 import type { MemoryPool } from './snapshot/memory-pool.js';
 import { SnapshotError } from './snapshot/rewrite.js';
 import { restoreSnapshot, takeSnapshot, type Snapshot } from './snapshot/snapshot.js';
+import { decodeImage, encodeImage } from './snapshot/image.js';
+import { decodePrepared, encodePrepared } from './prepared-form.js';
 import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js';
 import type { ModuleInfo } from './wasm/module-info.js';
 import { OutputCapture } from './wasi/output.js';
@@ -55,7 +57,7 @@ const COMMAND_CONTENT_TYPE = 'application/octet-stream';
 const HANDLER_RUNTIME_EXPORTS = ['handle', 'cabi_realloc', 'cabi_post_handle', 'memory', FUEL_GLOBAL_EXPORT];
 
 /** How a prepared function makes instances: commands start afresh, components restore a snapshot. */
-type Code = { kind: 'command'; module: WebAssembly.Module } | { kind: 'component'; snapshot: Snapshot };
+type Code = { kind: 'command'; module: WebAssembly.Module; bytes: Uint8Array } | { kind: 'component'; snapshot: Snapshot };
 const nowUs = () => performance.now() * 1000;
 
 export class PreparedFunction {
@@ -87,9 +89,27 @@ export class PreparedFunction {
       throw error;
     }
     if (analysis.kind === 'command') {
-      return new PreparedFunction({ kind: 'command', module: new WebAssembly.Module(core as Uint8Array<ArrayBuffer>) }, config);
+      return new PreparedFunction({ kind: 'command', module: new WebAssembly.Module(core as Uint8Array<ArrayBuffer>), bytes: core }, config);
     }
     return new PreparedFunction({ kind: 'component', snapshot: snapshotComponent(core, analysis.info, maxPages, config) }, config);
+  }
+
+  /** The stored form (see prepared-form.ts): compiling it skips analysis, rewriting and init. */
+  encode(): Uint8Array {
+    if (this.code.kind === 'command') return encodePrepared({ kind: 'command', module: this.code.bytes });
+    const { moduleBytes, image, globals, maxPages } = this.code.snapshot;
+    return encodePrepared({ kind: 'component', module: moduleBytes, snapshot: { image: encodeImage(image), globals, maxPages } });
+  }
+
+  static decode(stored: Uint8Array, config: GuestConfig): PreparedFunction {
+    const parts = decodePrepared(stored);
+    const module = new WebAssembly.Module(parts.module as Uint8Array<ArrayBuffer>);
+    if (!parts.snapshot) return new PreparedFunction({ kind: 'command', module, bytes: parts.module }, config);
+    const { image, globals, maxPages } = parts.snapshot;
+    return new PreparedFunction(
+      { kind: 'component', snapshot: { module, moduleBytes: parts.module, image: decodeImage(image), globals, maxPages } },
+      config,
+    );
   }
 
   get memoryLimitBytes(): number {

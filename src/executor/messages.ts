@@ -17,15 +17,15 @@ export interface InvokeTask {
   id: number;
   /** Identifies one immutable function version; the worker caches its prepared form under it. */
   key: string;
-  /** Sent, with the config, only when the worker is not known to hold the key. */
-  prepare?: { artifact: Uint8Array; config: GuestConfig };
+  /** The stored prepared form, with the config: sent only when the worker is not known to hold the key. */
+  prepare?: { prepared: Uint8Array; config: GuestConfig };
   invocation: Invocation;
 }
 
 export type Task = PrepareTask | InvokeTask;
 
 export type TaskReply =
-  | { id: number; op: 'prepare'; kind: GuestKind }
+  | { id: number; op: 'prepare'; kind: GuestKind; prepared: Uint8Array }
   | { id: number; op: 'invoke'; answer: EncodedAnswer; summary: ReportSummary }
   /** The worker does not hold the key (evicted or restarted): resend with the artifact. */
   | { id: number; op: 'need-artifact' }

@@ -26,7 +26,14 @@ export interface FunctionRef {
   key: string;
   config: GuestConfig;
   timeoutMs: number;
-  loadArtifact: () => Uint8Array;
+  /** The stored prepared form (what prepare() returned at deploy). */
+  loadPrepared: () => Uint8Array;
+}
+
+export interface Prepared {
+  kind: GuestKind;
+  /** The prepared form to store; executors compile it instead of preparing again. */
+  prepared: Uint8Array;
 }
 
 interface Pending {
@@ -69,8 +76,8 @@ export class ExecutorPool {
     return this.slots.length;
   }
 
-  /** Validates and compiles an artifact in a worker (never on the network thread). */
-  prepare(artifact: Uint8Array, config: GuestConfig): Promise<GuestKind> {
+  /** Validates, rewrites and (for components) initialises an artifact in a worker, never on the network thread. */
+  prepare(artifact: Uint8Array, config: GuestConfig): Promise<Prepared> {
     const task: PrepareTask = { op: 'prepare', id: this.nextId++, artifact, config };
     return this.submit(task, undefined, PREPARE_TIMEOUT_MS);
   }
@@ -141,9 +148,9 @@ export class ExecutorPool {
     const { task, fn } = pending;
     if (task.op === 'invoke' && fn && !slot.keys.has(fn.key)) {
       try {
-        task.prepare = { artifact: fn.loadArtifact(), config: fn.config };
+        task.prepare = { prepared: fn.loadPrepared(), config: fn.config };
       } catch (error) {
-        pending.reject(new InternalError(`cannot read the function's artifact: ${(error as Error).message}`));
+        pending.reject(new InternalError(`cannot read the function's prepared form: ${(error as Error).message}`));
         return;
       }
       slot.keys.add(fn.key);
@@ -191,7 +198,7 @@ export class ExecutorPool {
         pending.resolve({ answer: new EncodedAnswer(reply.answer.bytes, reply.answer.isError), summary: reply.summary } as never);
         break;
       case 'prepare':
-        pending.resolve(reply.kind as never);
+        pending.resolve({ kind: reply.kind, prepared: reply.prepared } as never);
         break;
       case 'error':
         pending.reject(errorFromWire(reply.error));

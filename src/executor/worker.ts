@@ -24,7 +24,7 @@ function lookup(task: InvokeTask): Cached | undefined {
   if (entry) {
     cache.delete(task.key); // re-insert: Map order is the LRU order
   } else if (task.prepare) {
-    entry = { prepared: PreparedFunction.prepare(task.prepare.artifact, task.prepare.config), instance: undefined };
+    entry = { prepared: PreparedFunction.decode(task.prepare.prepared, task.prepare.config), instance: undefined };
     if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) {
       const oldest = cache.keys().next().value!;
       cache.get(oldest)!.instance?.dispose();
@@ -39,7 +39,8 @@ function lookup(task: InvokeTask): Cached | undefined {
 
 function run(task: Task): TaskReply {
   if (task.op === 'prepare') {
-    return { id: task.id, op: 'prepare', kind: PreparedFunction.prepare(task.artifact, task.config).kind };
+    const prepared = PreparedFunction.prepare(task.artifact, task.config);
+    return { id: task.id, op: 'prepare', kind: prepared.kind, prepared: prepared.encode() };
   }
   const entry = lookup(task);
   if (!entry) return { id: task.id, op: 'need-artifact' };

@@ -33,6 +33,8 @@ export interface FunctionInfo {
   kind: GuestKind;
   /** sha256 of the artifact, hex. */
   digest: string;
+  /** sha256 of the prepared form (rewritten module + snapshot) executors run, hex. */
+  preparedDigest: string;
   size: number;
   config: FunctionConfig;
   /** ISO-8601 time of the deploy that made this version. */

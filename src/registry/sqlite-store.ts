@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS versions (
   version    INTEGER NOT NULL,
   kind       TEXT    NOT NULL,
   digest     TEXT    NOT NULL,
+  prepared   TEXT    NOT NULL,
   size       INTEGER NOT NULL,
   config     TEXT    NOT NULL,
   created_at TEXT    NOT NULL,
@@ -26,6 +27,7 @@ interface VersionRow {
   version: number;
   kind: GuestKind;
   digest: string;
+  prepared: string;
   size: number;
   config: string;
   created_at: string;
@@ -36,6 +38,7 @@ const toInfo = (row: VersionRow): FunctionInfo => ({
   version: row.version,
   kind: row.kind,
   digest: row.digest,
+  preparedDigest: row.prepared,
   size: row.size,
   config: JSON.parse(row.config) as FunctionConfig,
   createdAt: row.created_at,
@@ -65,22 +68,31 @@ export class SqliteStore implements Store {
         'SELECT v.* FROM versions v JOIN (SELECT name, MAX(version) AS version FROM versions GROUP BY name) m USING (name, version) ORDER BY v.name',
       ),
       insert: this.db.prepare(
-        `INSERT INTO versions (name, version, kind, digest, size, config, created_at)
-         VALUES (@name, COALESCE((SELECT MAX(version) FROM versions WHERE name = @name), 0) + 1, @kind, @digest, @size, @config, @createdAt)`,
+        `INSERT INTO versions (name, version, kind, digest, prepared, size, config, created_at)
+         VALUES (@name, COALESCE((SELECT MAX(version) FROM versions WHERE name = @name), 0) + 1, @kind, @digest, @prepared, @size, @config, @createdAt)`,
       ),
-      digestsOf: this.db.prepare<[string], { digest: string }>('SELECT DISTINCT digest FROM versions WHERE name = ?'),
+      findPrepared: this.db.prepare<[string, string, string], { kind: GuestKind; preparedDigest: string }>(
+        'SELECT kind, prepared AS preparedDigest FROM versions WHERE name = ? AND digest = ? AND config = ? LIMIT 1',
+      ),
+      digestsOf: this.db.prepare<[string, string], { digest: string }>(
+        'SELECT digest FROM versions WHERE name = ? UNION SELECT prepared FROM versions WHERE name = ?',
+      ),
       deleteAll: this.db.prepare<[string]>('DELETE FROM versions WHERE name = ?'),
-      digestInUse: this.db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM versions WHERE digest = ?'),
+      digestInUse: this.db.prepare<[string, string], { n: number }>(
+        'SELECT COUNT(*) AS n FROM versions WHERE digest = ? OR prepared = ?',
+      ),
     };
   }
 
   publish(version: NewVersion): FunctionInfo {
-    // The artifact is durable before the row that points at it.
+    // The files are durable before the row that points at them.
     const digest = this.artifacts.put(version.artifact);
+    const prepared = this.artifacts.put(version.prepared);
     this.statements.insert.run({
       name: version.name,
       kind: version.kind,
       digest,
+      prepared,
       size: version.artifact.length,
       config: JSON.stringify(version.config),
       createdAt: new Date().toISOString(),
@@ -99,16 +111,20 @@ export class SqliteStore implements Store {
     return info;
   }
 
+  findPrepared(name: string, artifactDigest: string, config: FunctionConfig): { kind: GuestKind; preparedDigest: string } | undefined {
+    return this.statements.findPrepared.get(name, artifactDigest, JSON.stringify(config));
+  }
+
   list(): FunctionInfo[] {
     return this.statements.list.all().map(toInfo);
   }
 
   delete(name: string): boolean {
-    const digests = this.statements.digestsOf.all(name).map((r) => r.digest);
+    const digests = this.statements.digestsOf.all(name, name).map((r) => r.digest);
     const removed = this.db.transaction(() => this.statements.deleteAll.run(name).changes)();
     this.latest.delete(name);
     for (const digest of digests) {
-      if (this.statements.digestInUse.get(digest)!.n === 0) this.artifacts.remove(digest);
+      if (this.statements.digestInUse.get(digest, digest)!.n === 0) this.artifacts.remove(digest);
     }
     return removed > 0;
   }

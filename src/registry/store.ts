@@ -7,6 +7,8 @@ export interface NewVersion {
   name: string;
   kind: GuestKind;
   artifact: Uint8Array;
+  /** What prepare made of the artifact under this config (src/engine/prepared-form.ts). */
+  prepared: Uint8Array;
   config: FunctionConfig;
 }
 
@@ -16,8 +18,15 @@ export interface Store {
   /** The latest version of a function. */
   get(name: string): FunctionInfo | undefined;
   list(): FunctionInfo[];
+  /**
+   * The prepared form of an earlier version of this function with the same
+   * artifact and config (init sees the name, the env and the memory limit, so
+   * all must match): a redeploy reuses it instead of preparing again.
+   */
+  findPrepared(name: string, artifactDigest: string, config: FunctionConfig): { kind: GuestKind; preparedDigest: string } | undefined;
   /** Removes the function and all its versions; false if there was none. */
   delete(name: string): boolean;
+  /** Reads an artifact or a prepared form by its digest. */
   readArtifact(digest: string): Uint8Array;
   /** True while the store can serve reads and writes. */
   isOpen(): boolean;

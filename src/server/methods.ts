@@ -16,6 +16,7 @@ import {
   type FunctionInfo,
 } from '../protocol/methods.js';
 import { MAX_ARTIFACT_BYTES } from '../limits.js';
+import { sha256Hex } from '../registry/artifacts.js';
 import { resolveConfig } from '../registry/function-config.js';
 import type { Store } from '../registry/store.js';
 
@@ -78,9 +79,13 @@ export class Methods {
       throw new PayloadTooLargeError(`the artifact is ${wasm.length} bytes; the limit is ${MAX_ARTIFACT_BYTES}`, { limit: MAX_ARTIFACT_BYTES });
     }
     const config = resolveConfig(input);
-    // Validation and compilation happen in an executor; only a runnable artifact is stored.
-    const kind = await this.pool.prepare(wasm, guestConfig({ name, version: 0, config }));
-    const info = this.store.publish({ name, kind, artifact: wasm, config });
+    // Validation, rewriting and init happen in an executor, once per artifact
+    // and config; only a runnable function is stored.
+    const known = this.store.findPrepared(name, sha256Hex(wasm), config);
+    const { kind, prepared } = known
+      ? { kind: known.kind, prepared: this.store.readArtifact(known.preparedDigest) }
+      : await this.pool.prepare(wasm, guestConfig({ name, version: 0, config }));
+    const info = this.store.publish({ name, kind, artifact: wasm, prepared, config });
     this.log.info({ function: name, version: info.version, kind, digest: info.digest, size: info.size }, 'deployed');
     return info;
   }
@@ -131,7 +136,7 @@ export class Methods {
         key: `${info.name}@${info.version}/${info.createdAt}`,
         config: guestConfig(info),
         timeoutMs: info.config.timeoutMs,
-        loadArtifact: () => this.store.readArtifact(info.digest),
+        loadPrepared: () => this.store.readArtifact(info.preparedDigest),
       };
       this.refs.set(info, ref);
     }

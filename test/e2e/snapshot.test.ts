@@ -45,6 +45,17 @@ describe('snapshots', () => {
     expect(restored.report.fuelUsed).toBe(first.report.fuelUsed);
   });
 
+  it('prepares once per artifact and config: a redeploy reuses the prepared form, a new config does not', async () => {
+    // slowinit's init draws a random nonce, so every real prepare makes a different prepared form.
+    const first = await client.deploy('again', guest('component/slowinit.wasm'));
+    const same = await client.deploy('again', guest('component/slowinit.wasm'));
+    expect(same.version).toBe(2);
+    expect(same.preparedDigest).toBe(first.preparedDigest);
+    const changed = await client.deploy('again', guest('component/slowinit.wasm'), { env: { MODE: 'other' } });
+    expect(changed.preparedDigest).not.toBe(first.preparedDigest);
+    expect(text((await client.invoke('again', 'x')).payload)).toMatch(/^init_runs=1 calls=1/);
+  });
+
   it('a component whose initialisation runs out of fuel is refused at deploy', async () => {
     await expect(client.deploy('starved', guest('component/slowinit.wasm'), { fuel: 1_000_000 })).rejects.toMatchObject({
       code: 'FUEL_EXHAUSTED',

@@ -14,14 +14,14 @@ describe('SqliteStore', () => {
     const dir = tempDataDir();
     const store = new SqliteStore(dir);
     const bytes = Buffer.from('\0asm-one');
-    const v1 = store.publish({ name: 'f', kind: 'component', artifact: bytes, config });
+    const v1 = store.publish({ name: 'f', kind: 'component', artifact: bytes, prepared: Buffer.from('prepared'), config });
     expect(v1).toMatchObject({ name: 'f', version: 1, digest: sha256Hex(bytes), size: bytes.length });
     expect(readFileSync(artifactPath(dir, v1.digest))).toEqual(bytes);
 
-    const v2 = store.publish({ name: 'f', kind: 'command', artifact: Buffer.from('\0asm-two'), config: resolveConfig({ memoryMb: 8 }) });
+    const v2 = store.publish({ name: 'f', kind: 'command', artifact: Buffer.from('\0asm-two'), prepared: Buffer.from('prepared'), config: resolveConfig({ memoryMb: 8 }) });
     expect(v2).toMatchObject({ version: 2, kind: 'command', config: { memoryMb: 8 } });
     expect(store.get('f')).toEqual(v2);
-    store.publish({ name: 'a', kind: 'component', artifact: bytes, config });
+    store.publish({ name: 'a', kind: 'component', artifact: bytes, prepared: Buffer.from('prepared'), config });
     expect(store.list().map((f) => `${f.name}@${f.version}`)).toEqual(['a@1', 'f@2']);
     store.close();
 
@@ -36,9 +36,9 @@ describe('SqliteStore', () => {
     const store = new SqliteStore(dir);
     const shared = Buffer.from('\0asm-shared');
     const own = Buffer.from('\0asm-own');
-    store.publish({ name: 'x', kind: 'component', artifact: shared, config });
-    store.publish({ name: 'x', kind: 'component', artifact: own, config });
-    store.publish({ name: 'y', kind: 'component', artifact: shared, config });
+    store.publish({ name: 'x', kind: 'component', artifact: shared, prepared: Buffer.from('prepared'), config });
+    store.publish({ name: 'x', kind: 'component', artifact: own, prepared: Buffer.from('prepared'), config });
+    store.publish({ name: 'y', kind: 'component', artifact: shared, prepared: Buffer.from('prepared'), config });
     expect(store.delete('x')).toBe(true);
     expect(store.delete('x')).toBe(false);
     expect(store.get('x')).toBeUndefined();
@@ -52,7 +52,7 @@ describe('SqliteStore', () => {
   it('writes artifacts read-only to others and leaves no temporary files', () => {
     const dir = tempDataDir();
     const store = new SqliteStore(dir);
-    const info = store.publish({ name: 'z', kind: 'component', artifact: Buffer.from('\0asm'), config });
+    const info = store.publish({ name: 'z', kind: 'component', artifact: Buffer.from('\0asm'), prepared: Buffer.from('prepared'), config });
     const file = artifactPath(dir, info.digest);
     expect(statSync(file).mode & 0o022).toBe(0);
     const siblings = readdirSync(join(dir, 'artifacts', 'sha256', info.digest.slice(0, 2)));

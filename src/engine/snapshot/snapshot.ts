@@ -10,6 +10,8 @@ import { exposeGlobals, exposeTables, MEMORY_IMPORT, toRestorable, type GlobalSl
 export interface Snapshot {
   /** The module cold starts instantiate: memory imported, data segments and start section gone. */
   module: WebAssembly.Module;
+  /** Its bytes, for storing the prepared function. */
+  moduleBytes: Uint8Array;
   image: MemoryImage;
   globals: GlobalSlot[];
   /** The memory's maximum (the function's memory limit), for pool size classes. */
@@ -37,7 +39,7 @@ export function takeSnapshot(core: Uint8Array, maxPages: number, keepExports: re
   checkTablesUnchanged(tablesBefore, captureTables(instance, probe.tables));
   const image = captureImage(instance.exports.memory as WebAssembly.Memory, exposed.globals, instance);
   const restorable = toRestorable(exposed.bytes, { keepExports });
-  return { module: new WebAssembly.Module(restorable), image, globals: exposed.globals, maxPages };
+  return { module: new WebAssembly.Module(restorable), moduleBytes: restorable, image, globals: exposed.globals, maxPages };
 }
 
 export interface Restored {

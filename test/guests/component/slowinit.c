@@ -2,16 +2,19 @@
  * It counts its own runs, so a test can prove init ran once per prepare. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../../guest-sdk/c/kiln.h"
 
 static unsigned init_runs;
 static unsigned table[65536];
 static unsigned calls;
+static unsigned char nonce[16]; /* random at init: every prepare makes a different snapshot */
 
 __attribute__((constructor)) static void expensive_init(void) {
   init_runs++;
   fprintf(stderr, "expensive_init ran\n"); /* seen only where init runs: at prepare */
+  getentropy(nonce, sizeof nonce);
   unsigned x = 1;
   for (unsigned i = 0; i < 120u * 1000u * 1000u; i++) {
     x = x * 1664525u + 1013904223u;
