@@ -41,19 +41,19 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 // The canonical ABI calls realloc for every list, empty ones included, and
-// guests (wit-bindgen's among them) rely on getting a pointer they own.
-function lowerBytes(exports: HandlerExports, data: Uint8Array): number {
-  const ptr = exports.cabi_realloc(0, 0, 1, data.length) >>> 0;
-  // Read the buffer after realloc: the guest may have grown (and so detached) it.
+// guests (wit-bindgen's among them) rely on getting a pointer they own. All
+// four request fields are allocated first and then written through one view
+// of memory: a realloc may grow (and so detach) the buffer, a write cannot.
+function lowerRequest(exports: HandlerExports, body: Uint8Array, strings: [string, string, string]): number[] {
+  const lengths = [body.length, ...strings.map((s) => Buffer.byteLength(s, 'utf8'))];
+  const pointers = lengths.map((length) => exports.cabi_realloc(0, 0, 1, length) >>> 0);
   const memory = new Uint8Array(exports.memory.buffer);
-  if (ptr + data.length > memory.length) throw new AbiViolation('cabi_realloc returned an out-of-bounds pointer');
-  memory.set(data, ptr);
-  return ptr;
-}
-
-function lowerString(exports: HandlerExports, text: string): [number, number] {
-  const data = encoder.encode(text);
-  return [lowerBytes(exports, data), data.length];
+  for (let i = 0; i < 4; i++) {
+    if (pointers[i]! + lengths[i]! > memory.length) throw new AbiViolation('cabi_realloc returned an out-of-bounds pointer');
+  }
+  memory.set(body, pointers[0]);
+  for (let i = 0; i < 3; i++) encoder.encodeInto(strings[i]!, memory.subarray(pointers[i + 1]!, pointers[i + 1]! + lengths[i + 1]!));
+  return [pointers[0]!, lengths[0]!, pointers[1]!, lengths[1]!, pointers[2]!, lengths[2]!, pointers[3]!, lengths[3]!];
 }
 
 function liftRange(memory: Uint8Array, view: DataView, at: number): [number, number] {
@@ -82,24 +82,9 @@ export function callHandler(
   maxBody: number,
   onTooLarge: (size: number) => Error,
 ): HandlerResult {
-  const bodyPtr = lowerBytes(exports, request.body);
-  const [typePtr, typeLen] = lowerString(exports, request.contentType);
-  const [idPtr, idLen] = lowerString(exports, request.requestId);
-  const [namePtr, nameLen] = lowerString(exports, request.functionName);
+  const lowered = lowerRequest(exports, request.body, [request.contentType, request.requestId, request.functionName]);
   const retptr =
-    exports.handle(
-      bodyPtr,
-      request.body.length,
-      typePtr,
-      typeLen,
-      idPtr,
-      idLen,
-      namePtr,
-      nameLen,
-      request.functionVersion,
-      BigInt(request.deadlineMs),
-      request.remainingFuel,
-    ) >>> 0;
+    exports.handle(...lowered, request.functionVersion, BigInt(request.deadlineMs), request.remainingFuel) >>> 0;
 
   const memory = new Uint8Array(exports.memory.buffer);
   if (retptr % 4 !== 0 || retptr + 20 > memory.length) throw new AbiViolation('handle returned an invalid return-area pointer');
