@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang lld wasi-libc libclang-rt-dev-wasm32 python3 python3-msgpack python3-websockets)
+APT_PACKAGES=(clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 libc++abi-14-dev-wasm32 rustc libstd-rust-dev-wasm32 python3 python3-msgpack python3-websockets)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
