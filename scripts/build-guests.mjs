@@ -127,7 +127,7 @@ function rustc(source, core) {
 
 // A reactor core module (C by default) wrapped into a component of the given
 // WIT world, through the preview-1 reactor adapter.
-async function buildComponent(source, output, witFile, world, { core = `${output}.core.wasm`, buildCore = clangReactor } = {}) {
+async function buildComponent(source, output, witFile, world, { core = output.replace(/\.wasm$/, '.core.wasm'), buildCore = clangReactor } = {}) {
   await buildCore(source, core);
   const { componentEmbed, componentNew, preview1AdapterReactorPath } = await loadJco();
   const embedded = await componentEmbed({ binary: readFileSync(core), witSource: readFileSync(witFile, 'utf8'), world });
@@ -174,13 +174,13 @@ for (const job of jobs) {
     case 'component': await buildComponent(job.source, job.output, handlerWit, 'handler'); break;
     case 'other-world': await buildComponent(job.source, job.output, otherWit, 'other'); break;
     case 'assemblyscript':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { core: job.output.replace(/\.wasm$/, '.core.wasm'), buildCore: asc });
+      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: asc });
       break;
     case 'cpp':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { core: job.output.replace(/\.wasm$/, '.core.wasm'), buildCore: clangxx });
+      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: clangxx });
       break;
     case 'rust':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { core: job.output.replace(/\.wasm$/, '.core.wasm'), buildCore: rustc });
+      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: rustc });
       break;
     case 'command': clang(job.source, job.output, []); break;
     case 'reactor': clangReactor(job.source, job.output); break;

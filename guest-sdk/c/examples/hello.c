@@ -1,6 +1,7 @@
 /* The demo function: the shared example every Kiln SDK implements.
  *   "greet:NAME"  -> {"greeting":"<$GREETING or Hello>, NAME!"} (application/json)
  *   "fail"        -> a handled error (code bad_input)
+ *   "trap"        -> logs a line and aborts: GUEST_TRAP, with that line in the report
  *   anything else -> the input upper-cased (text/plain)
  * Every call logs one line to stderr. */
 #include <ctype.h>
@@ -14,6 +15,10 @@ int kiln_handle(const kiln_request *req, kiln_response *res) {
   fprintf(stderr, "hello: handling %zu bytes\n", req->body.len);
   if (req->body.len == 4 && memcmp(req->body.ptr, "fail", 4) == 0) {
     return kiln_fail(res, "bad_input", "asked to fail");
+  }
+  if (req->body.len == 4 && memcmp(req->body.ptr, "trap", 4) == 0) {
+    fprintf(stderr, "hello: asked to trap\n");
+    abort();
   }
   if (req->body.len >= 6 && memcmp(req->body.ptr, "greet:", 6) == 0) {
     const char *greeting = getenv("GREETING");
