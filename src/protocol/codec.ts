@@ -38,6 +38,16 @@ export interface NotificationMessage {
 }
 export type Message = RequestMessage | ResponseMessage | NotificationMessage;
 
+/** A malformed request whose msgid could be read: answered with a response, not a kiln.error notification. */
+export class InvalidRequestError extends InvalidMessageError {
+  constructor(
+    message: string,
+    readonly msgid: number,
+  ) {
+    super(message);
+  }
+}
+
 const isMsgId = (value: unknown): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
 
@@ -59,8 +69,8 @@ export function decodeMessage(frame: Uint8Array): Message {
     case REQUEST: {
       if (value.length !== 4) throw new InvalidMessageError('a request must be [0, msgid, method, params]');
       if (!isMsgId(a)) throw new InvalidMessageError('msgid must be an unsigned 32-bit integer');
-      if (typeof b !== 'string') throw new InvalidMessageError('method must be a string', { id: a });
-      if (!Array.isArray(c)) throw new InvalidMessageError('params must be an array', { id: a });
+      if (typeof b !== 'string') throw new InvalidRequestError('method must be a string', a);
+      if (!Array.isArray(c)) throw new InvalidRequestError('params must be an array', a);
       return { type: REQUEST, id: a, method: b, params: c };
     }
     case RESPONSE: {

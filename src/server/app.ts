@@ -3,7 +3,15 @@
 // the methods and writes answers; it never runs guest code.
 import uWS from '@trufflesuite/uws-js-unofficial';
 import { IDLE_CONNECTION_SECONDS, MAX_FRAME_BYTES } from '../limits.js';
-import { decodeMessage, EncodedAnswer, encodeAnswer, encodeNotification, encodeResponse, REQUEST } from '../protocol/codec.js';
+import {
+  decodeMessage,
+  EncodedAnswer,
+  encodeAnswer,
+  encodeNotification,
+  encodeResponse,
+  InvalidRequestError,
+  REQUEST,
+} from '../protocol/codec.js';
 import {
   InternalError,
   InvalidMessageError,
@@ -167,7 +175,8 @@ export class KilnServer {
   private onFrame(ws: uWS.WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {
     const connection = ws.getUserData();
     if (!isBinary) {
-      this.send(ws, connection, encodeNotification(ERROR_NOTIFICATION, [new UnsupportedFrameError('text frames are not accepted: send MessagePack in binary frames').toWire()]));
+      const error = new UnsupportedFrameError('text frames are not accepted: send MessagePack in binary frames');
+      this.send(ws, connection, encodeNotification(ERROR_NOTIFICATION, [error.toWire()]));
       return;
     }
     // uWS reuses the frame's memory after this callback returns: copy it.
@@ -181,8 +190,7 @@ export class KilnServer {
       ({ id, method, params } = decoded);
     } catch (error) {
       const wire = this.toWire(error);
-      const knownId = (error as KilnError).data as { id?: number } | undefined;
-      if (knownId?.id !== undefined) this.send(ws, connection, encodeResponse(knownId.id, { code: wire.code, message: wire.message }, null));
+      if (error instanceof InvalidRequestError) this.send(ws, connection, encodeResponse(error.msgid, wire, null));
       else this.send(ws, connection, encodeNotification(ERROR_NOTIFICATION, [wire]));
       return;
     }
