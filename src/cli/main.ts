@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { connect, KilnError, type FunctionInfo, type InvocationReport, type KilnClient } from '../client/index.js';
 import { startDaemon } from '../daemon.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../limits.js';
+import { INSTANCE_MODES, type InstanceMode } from '../protocol/methods.js';
 import { defaultDataDir, defaultUrl, envNumber, resolveToken } from './settings.js';
 
 interface GlobalOptions {
@@ -43,9 +44,9 @@ async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) =
 
 function printFunction(info: FunctionInfo, json: boolean | undefined): void {
   if (json) return console.log(JSON.stringify(info));
-  const { env, memoryMb, timeoutMs, fuel } = info.config;
+  const { env, memoryMb, timeoutMs, fuel, instanceMode } = info.config;
   console.log(`${info.name}  version ${info.version}  ${info.kind}  ${info.size} bytes  sha256:${info.digest.slice(0, 12)}`);
-  console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  env ${Object.keys(env).join(',') || '-'}`);
+  console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  instances ${instanceMode}  env ${Object.keys(env).join(',') || '-'}`);
   console.log(`  deployed ${info.createdAt}`);
 }
 
@@ -105,9 +106,10 @@ program
   .option('--memory <mb>', 'memory limit in MiB', integer)
   .option('--timeout <ms>', 'timeout per invocation in ms', integer)
   .option('--fuel <n>', 'fuel budget per invocation', integer)
-  .action((name: string, file: string, options: { env?: Record<string, string>; memory?: number; timeout?: number; fuel?: number }) =>
+  .addOption(new Option('--instance-mode <mode>', 'reuse: warm instances keep state; fresh: a new instance per invocation').choices(INSTANCE_MODES))
+  .action((name: string, file: string, options: { env?: Record<string, string>; memory?: number; timeout?: number; fuel?: number; instanceMode?: InstanceMode }) =>
     withClient(async (client, global) => {
-      const config = { env: options.env, memoryMb: options.memory, timeoutMs: options.timeout, fuel: options.fuel };
+      const config = { env: options.env, memoryMb: options.memory, timeoutMs: options.timeout, fuel: options.fuel, instanceMode: options.instanceMode };
       printFunction(await client.deploy(name, readFileSync(file), config), global.json);
     }),
   );

@@ -3,7 +3,7 @@
 // thrown away after any fault.
 import { MAX_LOG_BYTES, MAX_PAYLOAD_BYTES } from '../limits.js';
 import { GuestError, KilnError, PayloadTooLargeError, UnsupportedWasmError, type WireError } from '../protocol/errors.js';
-import type { GuestKind } from '../protocol/methods.js';
+import type { GuestKind, InstanceMode } from '../protocol/methods.js';
 import { analyze, WASI_PREVIEW1 } from './analyze.js';
 import { classifyFault } from './faults.js';
 import { callHandler, type HandlerExports } from './handler-abi.js';
@@ -24,6 +24,8 @@ export interface GuestConfig {
   env: Record<string, string>;
   memoryMb: number;
   fuel: number;
+  /** Whether an instance may serve more than one invocation (see protocol INSTANCE_MODES). */
+  instanceMode: InstanceMode;
 }
 
 export interface Invocation {

@@ -46,7 +46,7 @@ function run(task: Task): TaskReply {
   if (!entry) return { id: task.id, op: 'need-artifact' };
   const instance = (entry.instance ??= entry.prepared.instantiate(memories));
   const outcome = instance.invoke(task.invocation);
-  if (!instance.healthy) {
+  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh') {
     instance.dispose();
     entry.instance = undefined;
   }

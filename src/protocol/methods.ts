@@ -12,12 +12,21 @@ export type Method = (typeof METHODS)[number];
 
 export type GuestKind = 'component' | 'command';
 
+/**
+ * `reuse`: an instance serves invocations one at a time and keeps its state
+ * until it faults (Lambda's model). `fresh`: every invocation gets a new
+ * instance restored from the snapshot, so nothing leaks between invocations.
+ */
+export const INSTANCE_MODES = ['reuse', 'fresh'] as const;
+export type InstanceMode = (typeof INSTANCE_MODES)[number];
+
 /** What a deploy may set; absent fields take the defaults in src/limits.ts. */
 export interface FunctionConfigInput {
   env?: Record<string, string>;
   memoryMb?: number;
   timeoutMs?: number;
   fuel?: number;
+  instanceMode?: InstanceMode;
 }
 
 export interface FunctionConfig {
@@ -25,6 +34,7 @@ export interface FunctionConfig {
   memoryMb: number;
   timeoutMs: number;
   fuel: number;
+  instanceMode: InstanceMode;
 }
 
 export interface FunctionInfo {
@@ -129,6 +139,12 @@ function configInput(value: unknown): FunctionConfigInput {
   if (memoryMb !== undefined) config.memoryMb = memoryMb;
   if (timeoutMs !== undefined) config.timeoutMs = timeoutMs;
   if (fuel !== undefined) config.fuel = fuel;
+  if (raw.instanceMode !== undefined && raw.instanceMode !== null) {
+    if (!(INSTANCE_MODES as readonly unknown[]).includes(raw.instanceMode)) {
+      throw new InvalidArgumentError(`config.instanceMode must be one of ${INSTANCE_MODES.join(', ')}`);
+    }
+    config.instanceMode = raw.instanceMode as InstanceMode;
+  }
   return config;
 }
 

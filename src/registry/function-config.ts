@@ -2,6 +2,7 @@
 // bounds a deploy may not cross.
 import {
   DEFAULT_FUEL,
+  DEFAULT_INSTANCE_MODE,
   DEFAULT_MEMORY_MB,
   DEFAULT_TIMEOUT_MS,
   MAX_ENV_BYTES,
@@ -38,5 +39,6 @@ export function resolveConfig(input: FunctionConfigInput): FunctionConfig {
     memoryMb: integerIn(input.memoryMb, DEFAULT_MEMORY_MB, 1, MAX_MEMORY_MB, 'memoryMb'),
     timeoutMs: integerIn(input.timeoutMs, DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS, 'timeoutMs'),
     fuel: integerIn(input.fuel, DEFAULT_FUEL, 1, MAX_FUEL, 'fuel'),
+    instanceMode: input.instanceMode ?? DEFAULT_INSTANCE_MODE,
   };
 }

@@ -28,6 +28,7 @@ const guestConfig = (info: Pick<FunctionInfo, 'name' | 'version' | 'config'>): G
   env: info.config.env,
   memoryMb: info.config.memoryMb,
   fuel: info.config.fuel,
+  instanceMode: info.config.instanceMode,
 });
 
 /**

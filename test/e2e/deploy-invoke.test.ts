@@ -71,7 +71,7 @@ describe('deploy and invoke', () => {
     const client = await daemon.client();
     await client.deploy('temp', guest('c/hello.wasm'));
     const second = await client.deploy('temp', guest('c/hello.wasm'), { memoryMb: 32 });
-    expect(second).toMatchObject({ version: 2, config: { memoryMb: 32, timeoutMs: 30000, env: {} } });
+    expect(second).toMatchObject({ version: 2, config: { memoryMb: 32, timeoutMs: 30000, env: {}, instanceMode: 'reuse' } });
     expect((await client.list()).map((f) => f.name)).toContain('temp');
     expect(await client.get('temp')).toEqual(second);
     expect(await client.delete('temp')).toEqual({ deleted: true });

@@ -56,6 +56,22 @@ describe('snapshots', () => {
     expect(text((await client.invoke('again', 'x')).payload)).toMatch(/^init_runs=1 calls=1/);
   });
 
+  it('fresh mode gives every invocation a new instance; reuse mode keeps one warm', async () => {
+    await client.deploy('fresh', guest('component/testkit.wasm'), { instanceMode: 'fresh' });
+    await client.deploy('reused', guest('component/testkit.wasm'));
+    const counts = async (fn: string) => {
+      const seen: string[] = [];
+      for (let i = 0; i < 3; i++) seen.push(text((await client.invoke(fn, 'count')).payload));
+      return seen;
+    };
+    expect(await counts('fresh')).toEqual(['1', '1', '1']);
+    expect(await counts('reused')).toEqual(['1', '2', '3']);
+    expect((await client.get('fresh')).config.instanceMode).toBe('fresh');
+    await expect(client.deploy('bad-mode', guest('component/testkit.wasm'), { instanceMode: 'sometimes' as 'fresh' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+  });
+
   it('a component whose initialisation runs out of fuel is refused at deploy', async () => {
     await expect(client.deploy('starved', guest('component/slowinit.wasm'), { fuel: 1_000_000 })).rejects.toMatchObject({
       code: 'FUEL_EXHAUSTED',
