@@ -30,6 +30,11 @@ export const MAX_FUEL = Number.MAX_SAFE_INTEGER;
  * engine time for the demo vs ≈25-45 µs to restore a fresh one, bench/).
  */
 export const DEFAULT_INSTANCE_MODE = 'reuse';
+/** Highest reserved concurrency a function may ask for (Lambda's default account limit). */
+export const MAX_CONCURRENCY = 1000;
+/** Invocations waiting for a slot of a function at its concurrency limit, by default and at most. */
+export const DEFAULT_MAX_QUEUE = 100;
+export const MAX_QUEUE = 10_000;
 
 export const MAX_CONTENT_TYPE_LENGTH = 256;
 export const MAX_ENV_ENTRIES = 256;

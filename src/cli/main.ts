@@ -20,6 +20,16 @@ const program = new Command('kiln')
   .option('--json', 'machine-readable output')
   .showHelpAfterError();
 
+interface DeployOptions {
+  env?: Record<string, string>;
+  memory?: number;
+  timeout?: number;
+  fuel?: number;
+  instanceMode?: InstanceMode;
+  maxConcurrency?: number;
+  maxQueue?: number;
+}
+
 const integer = (value: string): number => {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < 0) throw new InvalidArgumentError('expected a whole number');
@@ -44,9 +54,10 @@ async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) =
 
 function printFunction(info: FunctionInfo, json: boolean | undefined): void {
   if (json) return console.log(JSON.stringify(info));
-  const { env, memoryMb, timeoutMs, fuel, instanceMode } = info.config;
+  const { env, memoryMb, timeoutMs, fuel, instanceMode, maxConcurrency, maxQueue } = info.config;
   console.log(`${info.name}  version ${info.version}  ${info.kind}  ${info.size} bytes  sha256:${info.digest.slice(0, 12)}`);
   console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  instances ${instanceMode}  env ${Object.keys(env).join(',') || '-'}`);
+  console.log(`  concurrency ${maxConcurrency ?? 'unlimited'}${maxConcurrency === undefined ? '' : `  queue ${maxQueue}`}`);
   console.log(`  deployed ${info.createdAt}`);
 }
 
@@ -107,9 +118,19 @@ program
   .option('--timeout <ms>', 'timeout per invocation in ms', integer)
   .option('--fuel <n>', 'fuel budget per invocation', integer)
   .addOption(new Option('--instance-mode <mode>', 'reuse: warm instances keep state; fresh: a new instance per invocation').choices(INSTANCE_MODES))
-  .action((name: string, file: string, options: { env?: Record<string, string>; memory?: number; timeout?: number; fuel?: number; instanceMode?: InstanceMode }) =>
+  .option('--max-concurrency <n>', 'invocations that may run at once (default: no limit)', integer)
+  .option('--max-queue <n>', 'invocations that may wait at the concurrency limit before THROTTLED', integer)
+  .action((name: string, file: string, options: DeployOptions) =>
     withClient(async (client, global) => {
-      const config = { env: options.env, memoryMb: options.memory, timeoutMs: options.timeout, fuel: options.fuel, instanceMode: options.instanceMode };
+      const config = {
+        env: options.env,
+        memoryMb: options.memory,
+        timeoutMs: options.timeout,
+        fuel: options.fuel,
+        instanceMode: options.instanceMode,
+        maxConcurrency: options.maxConcurrency,
+        maxQueue: options.maxQueue,
+      };
       printFunction(await client.deploy(name, readFileSync(file), config), global.json);
     }),
   );

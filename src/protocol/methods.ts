@@ -27,6 +27,10 @@ export interface FunctionConfigInput {
   timeoutMs?: number;
   fuel?: number;
   instanceMode?: InstanceMode;
+  /** Invocations that may run at once (reserved concurrency); absent: no limit. */
+  maxConcurrency?: number;
+  /** Invocations that may wait for a slot when maxConcurrency are running; the rest get THROTTLED. */
+  maxQueue?: number;
 }
 
 export interface FunctionConfig {
@@ -35,6 +39,8 @@ export interface FunctionConfig {
   timeoutMs: number;
   fuel: number;
   instanceMode: InstanceMode;
+  maxConcurrency?: number;
+  maxQueue: number;
 }
 
 export interface FunctionInfo {
@@ -136,6 +142,10 @@ function configInput(value: unknown): FunctionConfigInput {
   const memoryMb = optionalNumber(raw.memoryMb, 'config.memoryMb');
   const timeoutMs = optionalNumber(raw.timeoutMs, 'config.timeoutMs');
   const fuel = optionalNumber(raw.fuel, 'config.fuel');
+  const maxConcurrency = optionalNumber(raw.maxConcurrency, 'config.maxConcurrency');
+  const maxQueue = optionalNumber(raw.maxQueue, 'config.maxQueue');
+  if (maxConcurrency !== undefined) config.maxConcurrency = maxConcurrency;
+  if (maxQueue !== undefined) config.maxQueue = maxQueue;
   if (memoryMb !== undefined) config.memoryMb = memoryMb;
   if (timeoutMs !== undefined) config.timeoutMs = timeoutMs;
   if (fuel !== undefined) config.fuel = fuel;

@@ -3,6 +3,9 @@
 import {
   DEFAULT_FUEL,
   DEFAULT_INSTANCE_MODE,
+  DEFAULT_MAX_QUEUE,
+  MAX_CONCURRENCY,
+  MAX_QUEUE,
   DEFAULT_MEMORY_MB,
   DEFAULT_TIMEOUT_MS,
   MAX_ENV_BYTES,
@@ -40,5 +43,9 @@ export function resolveConfig(input: FunctionConfigInput): FunctionConfig {
     timeoutMs: integerIn(input.timeoutMs, DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS, 'timeoutMs'),
     fuel: integerIn(input.fuel, DEFAULT_FUEL, 1, MAX_FUEL, 'fuel'),
     instanceMode: input.instanceMode ?? DEFAULT_INSTANCE_MODE,
+    ...(input.maxConcurrency === undefined
+      ? {}
+      : { maxConcurrency: integerIn(input.maxConcurrency, 0, 1, MAX_CONCURRENCY, 'maxConcurrency') }),
+    maxQueue: integerIn(input.maxQueue, DEFAULT_MAX_QUEUE, 0, MAX_QUEUE, 'maxQueue'),
   };
 }

@@ -7,7 +7,8 @@ import type { Executed, ExecutorPool, FunctionRef } from '../executor/pool.js';
 import { buildReport, summarize } from '../metering/report.js';
 import type { EncodedAnswer } from '../protocol/codec.js';
 import type { Logger } from '../observability/logger.js';
-import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError } from '../protocol/errors.js';
+import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError, ThrottledError } from '../protocol/errors.js';
+import { Admission } from '../scheduler/admission.js';
 import {
   parseDeployParams,
   parseInvokeParams,
@@ -50,6 +51,7 @@ function lostOutcome(error: KilnError, durationMs: number): InvocationOutcome {
 
 export class Methods {
   private readonly table: Record<string, MethodHandler>;
+  private readonly admission = new Admission();
   /** One executor reference per immutable version (the store hands out the same info object until it changes). */
   private readonly refs = new WeakMap<FunctionInfo, FunctionRef>();
 
@@ -111,13 +113,16 @@ export class Methods {
     const started = performance.now();
     let executed: Executed;
     try {
-      executed = await this.pool.invoke(this.refFor(info), {
-        payload: request.payload,
-        contentType: request.contentType,
-        requestId,
-        deadlineMs: Date.now() + info.config.timeoutMs,
-      });
+      executed = await this.admission.run(info.name, info.config, () =>
+        this.pool.invoke(this.refFor(info), {
+          payload: request.payload,
+          contentType: request.contentType,
+          requestId,
+          deadlineMs: Date.now() + info.config.timeoutMs,
+        }),
+      );
     } catch (error) {
+      if (error instanceof ThrottledError) throw error; // refused before it ran: nothing to report
       if (!(error instanceof KilnError)) throw error;
       const report = buildReport(
         { requestId, function: info.name, version: info.version },

@@ -63,7 +63,8 @@ describe('SqliteStore', () => {
 
 describe('resolveConfig', () => {
   it('fills defaults and enforces bounds', () => {
-    expect(resolveConfig({})).toEqual({ env: {}, memoryMb: 128, timeoutMs: 30000, fuel: 10_000_000_000, instanceMode: 'reuse' });
+    expect(resolveConfig({})).toEqual({ env: {}, memoryMb: 128, timeoutMs: 30000, fuel: 10_000_000_000, instanceMode: 'reuse', maxQueue: 100 });
+    expect(resolveConfig({ maxConcurrency: 4 }).maxConcurrency).toBe(4);
     expect(() => resolveConfig({ memoryMb: 0 })).toThrow(/memoryMb/);
     expect(() => resolveConfig({ timeoutMs: 900_001 })).toThrow(/timeoutMs/);
     expect(() => resolveConfig({ fuel: 1.5 })).toThrow(/fuel/);
