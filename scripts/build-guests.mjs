@@ -1,28 +1,45 @@
 #!/usr/bin/env node
-// Builds every guest the tests and benchmarks use, from source, into build/guests/.
-// Rebuilds a guest only when one of its inputs is newer than its output.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+// Builds every guest the tests and benchmarks use, from source, into
+// build/guests/, with the same toolchains `kiln build` drives
+// (src/toolchain/, so run `npm run build` first). Rebuilds a guest only when
+// one of its inputs is newer than its output.
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compileAssemblyScript, compileC, compileCpp, compileRust, ToolchainError } from '../dist/toolchain/compilers.js';
+import { wrapComponent } from '../dist/toolchain/component.js';
+import { HANDLER_WIT, SDK } from '../dist/toolchain/paths.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'guests');
-const handlerWit = join(root, 'wit', 'handler.wit');
-const sdkHeader = join(root, 'guest-sdk', 'c', 'kiln.h');
-const asSdk = join(root, 'guest-sdk', 'assemblyscript');
-const asInputs = [join(asSdk, 'assembly', 'kiln.ts'), join(asSdk, 'asconfig.json'), handlerWit];
-const cflags = ['--target=wasm32-wasi', '-O2', '-Wall', '-Wl,--strip-debug'];
-const cppSdk = join(root, 'guest-sdk', 'cpp');
-const cppInputs = [join(cppSdk, 'kiln.hpp'), sdkHeader, handlerWit];
-const rustSdk = join(root, 'guest-sdk', 'rust');
-const rustInputs = [join(rustSdk, 'src', 'lib.rs'), handlerWit];
+const otherWit = join(root, 'test', 'guests', 'other-world', 'world.wit');
 
-let jco;
-async function loadJco() {
-  jco ??= await import('@bytecodealliance/jco');
-  return jco;
-}
+const filesIn = (dir, extension) =>
+  existsSync(dir) ? readdirSync(dir).filter((f) => extname(f) === extension).map((f) => join(dir, f)) : [];
+
+// A handler component: compile the core module, then wrap it.
+const component = (compileCore, wit = HANDLER_WIT, world = 'handler') => async (source, output) => {
+  const core = output.replace(/\.wasm$/, '.core.wasm');
+  compileCore(source, core);
+  writeFileSync(output, await wrapComponent(readFileSync(core), readFileSync(wit, 'utf8'), world));
+};
+const c = (source, core) => compileC(source, core, { include: [SDK.c] });
+
+// [source folder, extension, output folder, inputs besides the source, build]
+const GROUPS = [
+  [join(SDK.c, 'examples'), '.c', 'c', [join(SDK.c, 'kiln.h'), HANDLER_WIT], component(c)],
+  [join(SDK.cpp, 'examples'), '.cpp', 'cpp', [join(SDK.cpp, 'kiln.hpp'), join(SDK.c, 'kiln.h'), HANDLER_WIT],
+    component((source, core) => compileCpp(source, core, { include: [SDK.cpp] }))],
+  // From the repository root, so panic messages name guest-sdk/rust/examples/….
+  [join(SDK.rust, 'examples'), '.rs', 'rust', [join(SDK.rust, 'src', 'lib.rs'), HANDLER_WIT],
+    component((source, core) => compileRust(source, core, root))],
+  [join(SDK.as, 'examples'), '.ts', 'as', [join(SDK.as, 'assembly', 'kiln.ts'), join(SDK.as, 'asconfig.json'), HANDLER_WIT],
+    component((source, core) => compileAssemblyScript(source, core, join(SDK.as, 'asconfig.json'), root))],
+  [join(root, 'test', 'guests', 'component'), '.c', 'component', [join(SDK.c, 'kiln.h'), HANDLER_WIT], component(c)],
+  [join(root, 'test', 'guests', 'command'), '.c', 'command', [], async (source, output) => compileC(source, output, { reactor: false })],
+  [join(root, 'test', 'guests', 'reactor'), '.c', 'reactor', [], async (source, output) => compileC(source, output)],
+  [join(root, 'test', 'guests', 'other-world'), '.c', 'other-world', [otherWit], component(compileC, otherWit, 'other')],
+];
 
 function stale(output, inputs) {
   if (!existsSync(output)) return true;
@@ -30,161 +47,22 @@ function stale(output, inputs) {
   return inputs.some((input) => statSync(input).mtimeMs > built);
 }
 
-function clang(source, output, extra) {
-  mkdirSync(dirname(output), { recursive: true });
-  execFileSync('clang', [...cflags, ...extra, '-o', output, source], { stdio: 'inherit' });
-}
-
-const clangReactor = (source, core) => clang(source, core, ['-mexec-model=reactor']);
-
-// AssemblyScript, with the SDK's asconfig.json (WASI shim, minimal runtime, the
-// SDK's abort, `_initialize` as the exported start). Run from the repository
-// root: asc resolves the config's relative `lib` path, and names files in
-// abort messages, relative to its working directory.
-function asc(source, core) {
-  mkdirSync(dirname(core), { recursive: true });
-  const bin = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
-  const rel = (path) => relative(root, path);
-  execFileSync(process.execPath, [bin, rel(source), '--config', rel(join(asSdk, 'asconfig.json')), '-o', rel(core)], { cwd: root, stdio: 'inherit' });
-}
-
-function missingToolchain(message) {
-  console.error(`build-guests: ${message}`);
+const toolchain = join(root, 'dist', 'toolchain', 'compilers.js');
+let built = 0;
+let total = 0;
+try {
+  for (const [dir, extension, folder, inputs, build] of GROUPS) {
+    for (const source of filesIn(dir, extension)) {
+      total++;
+      const output = join(out, folder, `${basename(source, extension)}.wasm`);
+      if (!stale(output, [source, ...inputs, fileURLToPath(import.meta.url), toolchain])) continue;
+      await build(source, output);
+      built++;
+    }
+  }
+} catch (error) {
+  if (!(error instanceof ToolchainError)) throw error;
+  console.error(`build-guests: ${error.message}`);
   process.exit(1);
 }
-
-// C++ (guest-sdk/cpp): clang++ with Debian's wasm32-wasi libc++. No
-// exceptions: clang 14 cannot unwind on wasm32-wasi.
-let cxxReady = false;
-function checkCxx() {
-  if (cxxReady) return;
-  let libcxx;
-  try {
-    libcxx = execFileSync('clang++', ['--target=wasm32-wasi', '-print-file-name=libc++.a'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch {
-    missingToolchain('clang++ not found: install the Debian packages clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 libc++abi-14-dev-wasm32');
-  }
-  if (!isAbsolute(libcxx) || !existsSync(libcxx)) {
-    missingToolchain('clang++ has no wasm32-wasi libc++: install the Debian packages libc++-dev-wasm32 libc++abi-14-dev-wasm32');
-  }
-  cxxReady = true;
-}
-
-function clangxx(source, core) {
-  checkCxx();
-  mkdirSync(dirname(core), { recursive: true });
-  execFileSync('clang++', [
-    '--target=wasm32-wasi', '-mexec-model=reactor', '-std=c++17', '-O2', '-Wall', '-fno-exceptions', '-Wl,--strip-debug',
-    '-o', core, source,
-  ], { stdio: 'inherit' });
-}
-
-// Rust (guest-sdk/rust): plain rustc, no cargo. Debian's rustc 1.63 (with
-// libstd-rust-dev-wasm32) is /usr/bin/rustc; a rustup toolchain on PATH
-// usually has no wasm target, so it is only the fallback. KILN_RUSTC overrides.
-let rust;
-function rustToolchain() {
-  if (rust) return rust;
-  const rustc = process.env.KILN_RUSTC ?? (existsSync('/usr/bin/rustc') ? '/usr/bin/rustc' : 'rustc');
-  try {
-    execFileSync(rustc, ['--version'], { stdio: 'ignore' });
-  } catch {
-    missingToolchain(`${rustc} not found: install the Debian packages rustc libstd-rust-dev-wasm32`);
-  }
-  // wasm32-wasi before Rust 1.78, wasm32-wasip1 since (wasm32-wasi is gone from 1.84).
-  for (const target of ['wasm32-wasi', 'wasm32-wasip1']) {
-    let libdir;
-    try {
-      libdir = execFileSync(rustc, ['--print', 'target-libdir', '--target', target], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      continue;
-    }
-    if (existsSync(libdir) && readdirSync(libdir).some((f) => f.startsWith('libstd-'))) {
-      rust = { rustc, flags: ['--edition', '2021', '--target', target, '-O', '-C', 'panic=abort'], rlib: undefined };
-      return rust;
-    }
-  }
-  missingToolchain(`${rustc} has no wasm32-wasi standard library: install the Debian packages rustc libstd-rust-dev-wasm32 (their /usr/bin/rustc is used first; KILN_RUSTC picks another rustc)`);
-}
-
-// The SDK crate as an rlib (once per run), then the example as a cdylib that
-// links it: LTO, one codegen unit, symbols stripped. Run from the repository
-// root with relative paths, which is how panic messages name source files.
-function rustc(source, core) {
-  const tc = rustToolchain();
-  mkdirSync(dirname(core), { recursive: true });
-  if (!tc.rlib) {
-    tc.rlib = join(out, 'rust', 'sdk', 'libkiln.rlib');
-    mkdirSync(dirname(tc.rlib), { recursive: true });
-    execFileSync(tc.rustc, [...tc.flags, '--crate-type', 'rlib', '--crate-name', 'kiln', '-o', tc.rlib, relative(root, join(rustSdk, 'src', 'lib.rs'))], { cwd: root, stdio: 'inherit' });
-  }
-  execFileSync(tc.rustc, [
-    ...tc.flags, '-C', 'lto', '-C', 'codegen-units=1', '-C', 'strip=symbols',
-    '--crate-type', 'cdylib', '--crate-name', basename(source, '.rs').replace(/-/g, '_'),
-    '--extern', `kiln=${tc.rlib}`, '-o', core, relative(root, source),
-  ], { cwd: root, stdio: 'inherit' });
-}
-
-// A reactor core module (C by default) wrapped into a component of the given
-// WIT world, through the preview-1 reactor adapter.
-async function buildComponent(source, output, witFile, world, { core = output.replace(/\.wasm$/, '.core.wasm'), buildCore = clangReactor } = {}) {
-  await buildCore(source, core);
-  const { componentEmbed, componentNew, preview1AdapterReactorPath } = await loadJco();
-  const embedded = await componentEmbed({ binary: readFileSync(core), witSource: readFileSync(witFile, 'utf8'), world });
-  const adapter = readFileSync(preview1AdapterReactorPath());
-  writeFileSync(output, await componentNew(embedded, [['wasi_snapshot_preview1', adapter]]));
-}
-
-const jobs = [];
-const cFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.c')).map((f) => join(dir, f)) : []);
-
-for (const source of cFiles(join(root, 'guest-sdk', 'c', 'examples'))) {
-  jobs.push({ source, output: join(out, 'c', basename(source, '.c') + '.wasm'), inputs: [sdkHeader, handlerWit], kind: 'component' });
-}
-for (const source of cFiles(join(root, 'test', 'guests', 'component'))) {
-  jobs.push({ source, output: join(out, 'component', basename(source, '.c') + '.wasm'), inputs: [sdkHeader, handlerWit], kind: 'component' });
-}
-for (const source of cFiles(join(root, 'test', 'guests', 'command'))) {
-  jobs.push({ source, output: join(out, 'command', basename(source, '.c') + '.wasm'), inputs: [], kind: 'command' });
-}
-for (const source of cFiles(join(root, 'test', 'guests', 'reactor'))) {
-  jobs.push({ source, output: join(out, 'reactor', basename(source, '.c') + '.wasm'), inputs: [], kind: 'reactor' });
-}
-const tsFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => join(dir, f)) : []);
-for (const source of tsFiles(join(asSdk, 'examples'))) {
-  jobs.push({ source, output: join(out, 'as', basename(source, '.ts') + '.wasm'), inputs: asInputs, kind: 'assemblyscript' });
-}
-const cppFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpp')).map((f) => join(dir, f)) : []);
-for (const source of cppFiles(join(cppSdk, 'examples'))) {
-  jobs.push({ source, output: join(out, 'cpp', basename(source, '.cpp') + '.wasm'), inputs: cppInputs, kind: 'cpp' });
-}
-const rsFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.rs')).map((f) => join(dir, f)) : []);
-for (const source of rsFiles(join(rustSdk, 'examples'))) {
-  jobs.push({ source, output: join(out, 'rust', basename(source, '.rs') + '.wasm'), inputs: rustInputs, kind: 'rust' });
-}
-const otherWit = join(root, 'test', 'guests', 'other-world', 'world.wit');
-for (const source of cFiles(join(root, 'test', 'guests', 'other-world'))) {
-  jobs.push({ source, output: join(out, 'other-world', basename(source, '.c') + '.wasm'), inputs: [otherWit], kind: 'other-world' });
-}
-
-let built = 0;
-for (const job of jobs) {
-  if (!stale(job.output, [job.source, ...job.inputs, fileURLToPath(import.meta.url)])) continue;
-  switch (job.kind) {
-    case 'component': await buildComponent(job.source, job.output, handlerWit, 'handler'); break;
-    case 'other-world': await buildComponent(job.source, job.output, otherWit, 'other'); break;
-    case 'assemblyscript':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: asc });
-      break;
-    case 'cpp':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: clangxx });
-      break;
-    case 'rust':
-      await buildComponent(job.source, job.output, handlerWit, 'handler', { buildCore: rustc });
-      break;
-    case 'command': clang(job.source, job.output, []); break;
-    case 'reactor': clangReactor(job.source, job.output); break;
-  }
-  built++;
-}
-console.log(`guests: ${built} built, ${jobs.length - built} up to date (${out})`);
+console.log(`guests: ${built} built, ${total - built} up to date (${out})`);

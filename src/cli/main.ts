@@ -1,10 +1,12 @@
 // The `kiln` command: the daemon (`serve`) and a client for everything else.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { connect, KilnError, type FunctionInfo, type InvocationReport, type KilnClient } from '../client/index.js';
 import { startDaemon } from '../daemon.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../limits.js';
 import { INSTANCE_MODES, type InstanceMode } from '../protocol/methods.js';
+import { buildProject, LANGUAGES, newProject, type Language } from '../toolchain/project.js';
 import { defaultDataDir, defaultUrl, envNumber, resolveToken } from './settings.js';
 
 interface GlobalOptions {
@@ -161,6 +163,27 @@ program
       }
     }),
   );
+
+program
+  .command('new')
+  .description('start a function project from the SDK example of a language')
+  .argument('<name>', 'function name (also the directory, unless --dir)')
+  .addOption(new Option('--lang <lang>', 'the language').choices(LANGUAGES).makeOptionMandatory())
+  .option('--dir <dir>', 'where to create the project (default: ./NAME)')
+  .action((name: string, options: { lang: Language; dir?: string }) => {
+    const dir = resolve(options.dir ?? name);
+    const project = newProject(dir, name, options.lang);
+    console.log(`created ${dir} (${project.lang}): edit ${project.entry}, then kiln build ${options.dir ?? name}`);
+  });
+
+program
+  .command('build')
+  .description('build a function project into a deployable component (build/NAME.wasm)')
+  .argument('[dir]', 'the project directory', '.')
+  .action(async (dir: string) => {
+    const output = await buildProject(resolve(dir));
+    console.log(`built ${relative(process.cwd(), output) || output}`);
+  });
 
 program
   .command('ls')
