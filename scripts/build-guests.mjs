@@ -3,11 +3,12 @@
 // build/guests/, with the same toolchains `kiln build` drives
 // (src/toolchain/, so run `npm run build` first). Rebuilds a guest only when
 // one of its inputs is newer than its output.
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileAssemblyScript, compileC, compileCpp, compileRust, ToolchainError } from '../dist/toolchain/compilers.js';
 import { wrapComponent } from '../dist/toolchain/component.js';
+import { componentizeJs } from '../dist/toolchain/javascript.js';
 import { HANDLER_WIT, SDK } from '../dist/toolchain/paths.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,6 +36,12 @@ const GROUPS = [
     component((source, core) => compileRust(source, core, root))],
   [join(SDK.as, 'examples'), '.ts', 'as', [join(SDK.as, 'assembly', 'kiln.ts'), join(SDK.as, 'asconfig.json'), HANDLER_WIT],
     component((source, core) => compileAssemblyScript(source, core, join(SDK.as, 'asconfig.json'), root))],
+  // componentize-js makes the component itself; the loop builds one guest at a time (each takes ~800 MB).
+  [join(SDK.js, 'examples'), '.js', 'js', [join(SDK.js, 'kiln.js'), HANDLER_WIT],
+    async (source, output) => {
+      mkdirSync(dirname(output), { recursive: true });
+      writeFileSync(output, await componentizeJs(source));
+    }],
   [join(root, 'test', 'guests', 'component'), '.c', 'component', [join(SDK.c, 'kiln.h'), HANDLER_WIT], component(c)],
   [join(root, 'test', 'guests', 'command'), '.c', 'command', [], async (source, output) => compileC(source, output, { reactor: false })],
   [join(root, 'test', 'guests', 'reactor'), '.c', 'reactor', [], async (source, output) => compileC(source, output)],

@@ -17,6 +17,7 @@ import { capMemory, MemoryCapError, WASM_PAGE_BYTES } from './wasm/memory-cap.js
 import type { ModuleInfo } from './wasm/module-info.js';
 import { OutputCapture } from './wasi/output.js';
 import { ProcExit, WasiHost } from './wasi/preview1.js';
+import { Preview2Host } from './wasi/preview2.js';
 
 export interface GuestConfig {
   functionName: string;
@@ -137,7 +138,8 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
     // cabi_post_handle is optional in the canonical ABI: keep only what the module has.
     const keep = HANDLER_RUNTIME_EXPORTS.filter((name) => name === FUEL_GLOBAL_EXPORT || info.exports.some((e) => e.name === name));
     const snapshot = takeSnapshot(core, maxPages, keep, {
-      imports: { [WASI_PREVIEW1]: host.imports },
+      // Init of a componentize-js guest ran at its build (Wizer); nothing calls preview 2 here.
+      imports: { [WASI_PREVIEW1]: host.imports, ...new Preview2Host().importsFor(info.imports) },
       beforeInit: (instance) => {
         memory = instance.exports.memory as WebAssembly.Memory;
         fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
@@ -269,8 +271,11 @@ class ComponentInstance extends BaseInstance {
   // The cold start: no init runs here, it ran once when the snapshot was taken.
   private start(): HandlerExports {
     const began = nowUs();
-    const { instance } = restoreSnapshot(this.snapshot, this.pool, { [WASI_PREVIEW1]: this.host.imports });
+    const preview2 = new Preview2Host();
+    const imports = { [WASI_PREVIEW1]: this.host.imports, ...preview2.importsFor(WebAssembly.Module.imports(this.snapshot.module)) };
+    const { instance } = restoreSnapshot(this.snapshot, this.pool, imports);
     this.bind(instance);
+    preview2.bind(instance.exports as unknown as HandlerExports);
     this.initUs = nowUs() - began;
     return instance.exports as unknown as HandlerExports;
   }

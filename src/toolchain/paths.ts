@@ -13,4 +13,5 @@ export const SDK = {
   cpp: join(KILN_ROOT, 'guest-sdk', 'cpp'),
   rust: join(KILN_ROOT, 'guest-sdk', 'rust'),
   as: join(KILN_ROOT, 'guest-sdk', 'assemblyscript'),
+  js: join(KILN_ROOT, 'guest-sdk', 'js'),
 } as const;

@@ -3,12 +3,13 @@
 // example. The SDKs stay in Kiln's install and are referenced, not copied —
 // except AssemblyScript's, which asc can only import by relative path.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { compileAssemblyScript, compileC, compileCpp, compileRust, ToolchainError } from './compilers.js';
 import { wrapComponent } from './component.js';
+import { componentizeJs } from './javascript.js';
 import { HANDLER_WIT, KILN_ROOT, SDK } from './paths.js';
 
-export const LANGUAGES = ['c', 'cpp', 'rust', 'as'] as const;
+export const LANGUAGES = ['c', 'cpp', 'rust', 'as', 'js'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
 export interface ProjectFile {
@@ -25,8 +26,16 @@ interface LanguageSupport {
   localize(source: string): string;
   /** Extra files a new project gets. */
   scaffold?(dir: string): void;
-  compile(dir: string, entry: string, core: string): void;
+  /** Builds the component: a core module then wrapped, or (JS) the component directly. */
+  build(dir: string, entry: string, output: string): Promise<void>;
 }
+
+/** A core module compiled by `compile`, wrapped into a handler component. */
+const viaCore = (compile: (dir: string, entry: string, core: string) => void) => async (dir: string, entry: string, output: string) => {
+  const core = output.replace(/\.wasm$/, '.core.wasm');
+  compile(dir, entry, core);
+  writeFileSync(output, await wrapComponent(readFileSync(core), readFileSync(HANDLER_WIT, 'utf8'), 'handler'));
+};
 
 const AS_SDK_FILE = join('assembly', 'kiln.ts');
 
@@ -35,19 +44,19 @@ const SUPPORT: Record<Language, LanguageSupport> = {
     entry: 'handler.c',
     template: join(SDK.c, 'examples', 'hello.c'),
     localize: (s) => s.replace('#include "../kiln.h"', '#include "kiln.h"'),
-    compile: (dir, entry, core) => compileC(join(dir, entry), core, { include: [SDK.c] }),
+    build: viaCore((dir, entry, core) => compileC(join(dir, entry), core, { include: [SDK.c] })),
   },
   cpp: {
     entry: 'handler.cpp',
     template: join(SDK.cpp, 'examples', 'hello.cpp'),
     localize: (s) => s.replace('#include "../kiln.hpp"', '#include "kiln.hpp"'),
-    compile: (dir, entry, core) => compileCpp(join(dir, entry), core, { include: [SDK.cpp] }),
+    build: viaCore((dir, entry, core) => compileCpp(join(dir, entry), core, { include: [SDK.cpp] })),
   },
   rust: {
     entry: 'handler.rs',
     template: join(SDK.rust, 'examples', 'hello.rs'),
     localize: (s) => s,
-    compile: (dir, entry, core) => compileRust(join(dir, entry), core, dir),
+    build: viaCore((dir, entry, core) => compileRust(join(dir, entry), core, dir)),
   },
   as: {
     entry: 'handler.ts',
@@ -61,7 +70,17 @@ const SUPPORT: Record<Language, LanguageSupport> = {
       config.options.lib = [relative(dir, join(KILN_ROOT, 'node_modules', '@assemblyscript', 'wasi-shim', 'assembly'))];
       writeFileSync(join(dir, 'asconfig.json'), `${JSON.stringify(config, null, 2)}\n`);
     },
-    compile: (dir, entry, core) => compileAssemblyScript(join(dir, entry), core, join(dir, 'asconfig.json'), dir),
+    build: viaCore((dir, entry, core) => compileAssemblyScript(join(dir, entry), core, join(dir, 'asconfig.json'), dir)),
+  },
+  js: {
+    entry: 'handler.js',
+    template: join(SDK.js, 'examples', 'hello.js'),
+    localize: (s) => s.replace("from '../kiln.js'", "from './kiln.js'"),
+    scaffold: (dir) => writeFileSync(join(dir, 'kiln.js'), readFileSync(join(SDK.js, 'kiln.js'))),
+    build: async (dir, entry, output) => {
+      mkdirSync(dirname(output), { recursive: true });
+      writeFileSync(output, await componentizeJs(join(dir, entry)));
+    },
   },
 };
 
@@ -94,9 +113,7 @@ export function readProject(dir: string): ProjectFile {
 /** Builds the project into build/NAME.wasm (a component of the handler world) and returns its path. */
 export async function buildProject(dir: string): Promise<string> {
   const project = readProject(dir);
-  const core = join(dir, 'build', `${project.name}.core.wasm`);
-  SUPPORT[project.lang].compile(dir, project.entry, core);
   const output = join(dir, 'build', `${project.name}.wasm`);
-  writeFileSync(output, await wrapComponent(readFileSync(core), readFileSync(HANDLER_WIT, 'utf8'), 'handler'));
+  await SUPPORT[project.lang].build(dir, project.entry, output);
   return output;
 }
