@@ -16,6 +16,7 @@ import { callHandler } from '../dist/engine/handler-abi.js';
 import { MemoryPool } from '../dist/engine/snapshot/memory-pool.js';
 import { OutputCapture } from '../dist/engine/wasi/output.js';
 import { WasiHost } from '../dist/engine/wasi/preview1.js';
+import { Preview2Host } from '../dist/engine/wasi/preview2.js';
 import { emit, machineInfo, parseFlags, percentile, ROOT, round, sortedCopy } from './lib.mjs';
 
 const flags = parseFlags();
@@ -28,6 +29,7 @@ const GUESTS = [
   { name: 'cpp-hello', file: 'cpp/hello.wasm', note: 'C++ handler (the demo)' },
   { name: 'rust-hello', file: 'rust/hello.wasm', note: 'Rust handler (the demo)' },
   { name: 'as-hello', file: 'as/hello.wasm', note: 'AssemblyScript handler (the demo)' },
+  { name: 'js-hello', file: 'js/hello.wasm', note: 'JavaScript handler (componentize-js, 12 MB)' },
 ];
 const payload = Buffer.alloc(64, 0x61);
 const config = { functionName: 'bench', functionVersion: 1, env: {}, memoryMb: 64, fuel: 1e10 };
@@ -37,8 +39,10 @@ function naiveWay(core) {
   const module = new WebAssembly.Module(core);
   return () => {
     const host = new WasiHost({ args: ['bench'], env: {} }, new OutputCapture(65536, false), new OutputCapture(65536, false));
-    const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: host.imports });
+    const preview2 = new Preview2Host();
+    const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: host.imports, ...preview2.importsFor(WebAssembly.Module.imports(module)) });
     host.bindMemory(instance.exports.memory);
+    preview2.bind(instance.exports);
     instance.exports._initialize?.();
     const result = callHandler(instance.exports, { body: payload, contentType: request.contentType, requestId: request.requestId,
       functionName: 'bench', functionVersion: 1, deadlineMs: 0, remainingFuel: 0n }, 1 << 23, () => new Error('too large'));
