@@ -3,7 +3,17 @@
 //   { body: Uint8Array, contentType: string, context: { requestId, functionName,
 //     functionVersion, deadlineMs (BigInt), remainingFuel (BigInt) } }
 // and returns a response made with respond()/text()/json(), or throws fail().
+import { getEnvironment } from 'kiln:function/environment@0.1.0';
+
 const encoder = new TextEncoder();
+let environment;
+
+/** The function's environment variable `name` (its deploy config's env), or `fallback`. */
+export function env(name, fallback = undefined) {
+  // Read at first use, never at module load: the module's top level runs when the component is built.
+  environment ??= new Map(getEnvironment());
+  return environment.has(name) ? environment.get(name) : fallback;
+}
 
 /** A response with raw bytes (or a string, sent as UTF-8). */
 export function respond(body, contentType = 'application/octet-stream') {

@@ -73,7 +73,7 @@ function requireHostedImports(info: ModuleInfo, what: string, allowPreview2: boo
       ? " (a componentize-js guest: build it with disableFeatures: ['http', 'fetch-event'])"
       : '';
     throw new UnsupportedWasmError(
-      `${what} imports ${names}; Kiln guests may import only ${WASI_PREVIEW1} functions${allowPreview2 ? ' and the preview-2 random, clock and poll functions' : ''}${hint}`,
+      `${what} imports ${names}; Kiln guests may import only ${WASI_PREVIEW1} functions${allowPreview2 ? ', kiln:function/environment and the preview-2 random, clock and poll functions' : ''}${hint}`,
     );
   }
 }

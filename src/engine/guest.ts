@@ -271,7 +271,7 @@ class ComponentInstance extends BaseInstance {
   // The cold start: no init runs here, it ran once when the snapshot was taken.
   private start(): HandlerExports {
     const began = nowUs();
-    const preview2 = new Preview2Host();
+    const preview2 = new Preview2Host(this.prepared.config.env);
     const imports = { [WASI_PREVIEW1]: this.host.imports, ...preview2.importsFor(WebAssembly.Module.imports(this.snapshot.module)) };
     const { instance } = restoreSnapshot(this.snapshot, this.pool, imports);
     this.bind(instance);

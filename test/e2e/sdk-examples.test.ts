@@ -15,8 +15,6 @@ interface Sdk {
   dir: string;
   /** What the guest's stderr holds after a `trap` call. */
   trapStderr: RegExp;
-  /** JS guests cannot read env vars yet (componentize-js stubs wasi:cli/environment). */
-  readsEnv?: boolean;
   /** Languages whose heap is managed by a GC grow in steps; the others must stay exactly flat. */
   garbageCollected?: boolean;
   /** componentize-js makes the component directly: there is no separate small core module. */
@@ -38,13 +36,13 @@ const SDKS: Sdk[] = [
     dir: 'as',
     trapStderr: /^hello: handling 4 bytes\nabort: asked to trap in guest-sdk\/assemblyscript\/examples\/hello\.ts\(\d+:\d+\)\n$/,
   },
-  { lang: 'JavaScript', dir: 'js', trapStderr: /^hello: handling 4 bytes\nuncaught exception: asked to trap\n/, readsEnv: false, garbageCollected: true, hasCore: false },
-].map((sdk) => ({ readsEnv: true, garbageCollected: false, hasCore: true, ...sdk }));
+  { lang: 'JavaScript', dir: 'js', trapStderr: /^hello: handling 4 bytes\nuncaught exception: asked to trap\n/, garbageCollected: true, hasCore: false },
+].map((sdk) => ({ garbageCollected: false, hasCore: true, ...sdk }));
 
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
 const lebLength = (n: number) => Math.max(1, Math.ceil(Math.log2(n + 1) / 7));
 
-describe.each(SDKS)('$lang SDK example', ({ dir, trapStderr, readsEnv, garbageCollected, hasCore }) => {
+describe.each(SDKS)('$lang SDK example', ({ dir, trapStderr, garbageCollected, hasCore }) => {
   let daemon: RunningDaemon;
   let client: KilnClient;
   const name = `${dir}-hello`;
@@ -76,7 +74,7 @@ describe.each(SDKS)('$lang SDK example', ({ dir, trapStderr, readsEnv, garbageCo
   it('greets with the configured GREETING as JSON, or Hello without it', async () => {
     const greeting = await client.invoke(name, 'greet:Ada');
     expect(greeting.contentType).toBe('application/json');
-    expect(JSON.parse(text(greeting.payload))).toEqual({ greeting: `${readsEnv ? 'Howdy' : 'Hello'}, Ada!` });
+    expect(JSON.parse(text(greeting.payload))).toEqual({ greeting: 'Howdy, Ada!' });
     await client.deploy(`${name}-plain`, guest(`${dir}/hello.wasm`));
     expect(JSON.parse(text((await client.invoke(`${name}-plain`, 'greet:you')).payload))).toEqual({ greeting: 'Hello, you!' });
   });

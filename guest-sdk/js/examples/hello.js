@@ -1,10 +1,10 @@
 // The demo function in JavaScript (see ../README.md).
-//   "greet:NAME"  -> {"greeting":"Hello, NAME!"} (application/json; JS guests do not see env vars yet)
+//   "greet:NAME"  -> {"greeting":"<$GREETING or Hello>, NAME!"} (application/json)
 //   "fail"        -> a handled error (code bad_input)
 //   "trap"        -> an uncaught exception: GUEST_TRAP, with its message in the report's stderr
 //   anything else -> the input upper-cased (text/plain)
 // Every call logs one line to stderr.
-import { fail, json, respond, serve } from '../kiln.js';
+import { env, fail, json, respond, serve } from '../kiln.js';
 
 const decoder = new TextDecoder();
 
@@ -14,7 +14,7 @@ export const handle = serve((request) => {
   const input = decoder.decode(body);
   if (input === 'fail') throw fail('bad_input', 'asked to fail');
   if (input === 'trap') throw new Error('asked to trap');
-  if (input.startsWith('greet:')) return json({ greeting: `Hello, ${input.slice(6)}!` });
+  if (input.startsWith('greet:')) return json({ greeting: `${env('GREETING', 'Hello')}, ${input.slice(6)}!` });
   // Upper-case ASCII letters byte for byte, like the other SDKs' examples.
   return respond(body.map((b) => (b >= 0x61 && b <= 0x7a ? b - 32 : b)), 'text/plain');
 });

@@ -1,9 +1,10 @@
 // The few WASI preview-2 functions a componentize-js (StarlingMonkey) main
 // module imports directly, hosted at the canonical-ABI level like the
 // preview-1 host (docs/notes/componentize-js.md): random bytes, the monotonic
-// clock and pollables for timers. Nothing a guest imports can create a
-// stream, so the stream functions trap. Capabilities stay Kiln's: no files,
-// sockets or host environment.
+// clock and pollables for timers, plus the handler world's own
+// kiln:function/environment (the function's config.env). Nothing a guest
+// imports can create a stream, so the stream functions trap. Capabilities
+// stay Kiln's: no files, sockets or host environment.
 import { randomFillSync } from 'node:crypto';
 import type { FuncType, ImportInfo } from '../wasm/module-info.js';
 
@@ -14,8 +15,9 @@ const I32 = 'i32' as const;
 const I64 = 'i64' as const;
 const sig = (params: ('i32' | 'i64')[], results: ('i32' | 'i64')[] = []): FuncType => ({ params, results });
 
-/** Interface (without its @0.2.x version) → function → core signature. */
+/** Interface (without its @0.x version) → function → core signature. */
 export const PREVIEW2_FUNCTIONS: Record<string, Record<string, FuncType>> = {
+  'kiln:function/environment': { 'get-environment': sig([I32]) },
   'wasi:random/random': { 'get-random-bytes': sig([I64, I32]), 'get-random-u64': sig([], [I64]) },
   'wasi:clocks/monotonic-clock': { now: sig([], [I64]), 'subscribe-instant': sig([I64], [I32]), 'subscribe-duration': sig([I64], [I32]) },
   'wasi:io/poll': { '[resource-drop]pollable': sig([I32]), '[method]pollable.block': sig([I32]), poll: sig([I32, I32, I32]) },
@@ -32,12 +34,16 @@ export const PREVIEW2_FUNCTIONS: Record<string, Record<string, FuncType>> = {
   },
 };
 
-const VERSIONED = /^(wasi:[a-z-]+\/[a-z-]+)@0\.2\.\d+$/;
+const VERSIONED = /^(wasi:[a-z-]+\/[a-z-]+)@0\.2\.\d+$|^(kiln:function\/[a-z-]+)@0\.1\.\d+$/;
+const interfaceOf = (module: string): string | undefined => {
+  const match = VERSIONED.exec(module);
+  return match ? (match[1] ?? match[2]) : undefined;
+};
 
 /** The preview-2 interface an import belongs to, if it is one Kiln hosts (any 0.2.x version). */
 export function preview2Signature(imp: ImportInfo): FuncType | undefined {
-  const match = VERSIONED.exec(imp.module);
-  return match ? PREVIEW2_FUNCTIONS[match[1]!]?.[imp.name] : undefined;
+  const name = interfaceOf(imp.module);
+  return name ? PREVIEW2_FUNCTIONS[name]?.[imp.name] : undefined;
 }
 
 /** Live pollables per instance: every setTimeout makes one, and a guest that never drops them must not grow the host. */
@@ -56,13 +62,23 @@ export class Preview2Host {
   private nextHandle = 1;
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
 
+  constructor(private readonly env: Record<string, string> = {}) {}
+
+  /** A string lowered into guest memory through its cabi_realloc. */
+  private lowerString(text: string): [number, number] {
+    const bytes = new TextEncoder().encode(text);
+    const ptr = this.exports!.cabi_realloc(0, 0, 1, bytes.length) >>> 0;
+    new Uint8Array(this.exports!.memory.buffer).set(bytes, ptr);
+    return [ptr, bytes.length];
+  }
+
   /** Import objects for the module's actual preview-2 imports (their names carry the version). */
   importsFor(imports: ReadonlyArray<Pick<ImportInfo, 'module' | 'name'>>): Record<string, Record<string, (...args: never[]) => unknown>> {
     const functions = this.functions();
     const out: Record<string, Record<string, (...args: never[]) => unknown>> = {};
     for (const imp of imports) {
-      const match = VERSIONED.exec(imp.module);
-      const fn = match ? functions[match[1]!]?.[imp.name] : undefined;
+      const name = interfaceOf(imp.module);
+      const fn = name ? functions[name]?.[imp.name] : undefined;
       if (fn) (out[imp.module] ??= {})[imp.name] = fn;
     }
     return out;
@@ -102,6 +118,25 @@ export class Preview2Host {
       throw new HostTrap('invalid stream handle: Kiln guests have no preview-2 streams');
     };
     return {
+      // list<tuple<string, string>>: 16-byte elements (key ptr, len, value ptr, len).
+      'kiln:function/environment': {
+        'get-environment': (retptr: number) => {
+          const entries = Object.entries(this.env);
+          const list = this.exports!.cabi_realloc(0, 0, 4, entries.length * 16) >>> 0;
+          entries.forEach(([key, value], i) => {
+            const [keyPtr, keyLen] = this.lowerString(key);
+            const [valuePtr, valueLen] = this.lowerString(value);
+            const view = this.view();
+            view.setUint32(list + i * 16, keyPtr, true);
+            view.setUint32(list + i * 16 + 4, keyLen, true);
+            view.setUint32(list + i * 16 + 8, valuePtr, true);
+            view.setUint32(list + i * 16 + 12, valueLen, true);
+          });
+          const view = this.view();
+          view.setUint32(retptr, list, true);
+          view.setUint32(retptr + 4, entries.length, true);
+        },
+      },
       'wasi:random/random': {
         'get-random-bytes': (length: bigint, retptr: number) => {
           if (length > BigInt(MAX_RANDOM_BYTES)) throw new HostTrap(`get-random-bytes of ${length} bytes (limit ${MAX_RANDOM_BYTES})`);
