@@ -54,7 +54,6 @@ function stale(output, inputs) {
   return inputs.some((input) => statSync(input).mtimeMs > built);
 }
 
-const toolchain = join(root, 'dist', 'toolchain', 'compilers.js');
 let built = 0;
 let total = 0;
 try {
@@ -62,7 +61,7 @@ try {
     for (const source of filesIn(dir, extension)) {
       total++;
       const output = join(out, folder, `${basename(source, extension)}.wasm`);
-      if (!stale(output, [source, ...inputs, fileURLToPath(import.meta.url), toolchain])) continue;
+      if (!stale(output, [source, ...inputs, fileURLToPath(import.meta.url)])) continue;
       await build(source, output);
       built++;
     }

@@ -14,7 +14,7 @@ import { ProcExit } from './wasi/preview1.js';
 
 export interface FaultContext {
   fuelExhausted: boolean;
-  /** The guest's memory is at its configured maximum. */
+  /** The guest's memory is at (or near enough to) its configured maximum for an out-of-memory crash. */
   memoryAtLimit: boolean;
   memoryLimitBytes: number;
 }
@@ -33,7 +33,7 @@ export function classifyFault(error: unknown, context: FaultContext): KilnError 
   if (error instanceof WebAssembly.RuntimeError) {
     if (context.memoryAtLimit) {
       return new MemoryLimitError(
-        `the guest trapped (${error.message}) with its memory at the ${context.memoryLimitBytes / 2 ** 20} MiB limit`,
+        `the guest trapped (${error.message}) with its memory near the ${context.memoryLimitBytes / 2 ** 20} MiB limit`,
       );
     }
     return new GuestTrapError(`the guest trapped: ${error.message}`);

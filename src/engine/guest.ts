@@ -56,6 +56,12 @@ export interface InvocationOutcome {
 }
 
 const COMMAND_CONTENT_TYPE = 'application/octet-stream';
+/**
+ * A trap with memory this close to the limit is reported as MEMORY_LIMIT:
+ * allocators grow in steps (dlmalloc by its request, SpiderMonkey by
+ * megabytes), so an out-of-memory crash rarely happens at the last page.
+ */
+const MEMORY_LIMIT_FRACTION = 0.8;
 /** What a restored handler instance needs to export; every other export only slows instantiation. */
 const HANDLER_RUNTIME_EXPORTS = ['handle', 'cabi_realloc', 'cabi_post_handle', 'memory', FUEL_GLOBAL_EXPORT];
 
@@ -154,7 +160,7 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
     const limit = config.memoryMb * 2 ** 20;
     const fault = classifyFault(error, {
       fuelExhausted: fuel !== undefined && (fuel.value as bigint) < 0n,
-      memoryAtLimit: (memory?.buffer.byteLength ?? 0) + WASM_PAGE_BYTES > limit,
+      memoryAtLimit: (memory?.buffer.byteLength ?? 0) >= limit * MEMORY_LIMIT_FRACTION,
       memoryLimitBytes: limit,
     });
     const output = stderr.text();
@@ -219,7 +225,7 @@ abstract class BaseInstance implements GuestInstance {
     const size = this.memory?.buffer.byteLength ?? 0;
     return classifyFault(error, {
       fuelExhausted: this.fuelExhausted,
-      memoryAtLimit: size + WASM_PAGE_BYTES > limit,
+      memoryAtLimit: size >= limit * MEMORY_LIMIT_FRACTION,
       memoryLimitBytes: limit,
     });
   }

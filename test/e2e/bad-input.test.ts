@@ -199,6 +199,11 @@ describe('bad input', () => {
     await stillServes();
   });
 
+  it('a guest that crashes when memory runs out → MEMORY_LIMIT', async () => {
+    await expect(client.invoke('kit', 'memory-trap')).rejects.toMatchObject({ code: 'MEMORY_LIMIT' });
+    await stillServes();
+  });
+
   it('a guest that writes 100 MiB to stdout: logs are cut, a command response is refused', async () => {
     const component = await client.invoke('kit', 'spam-stdout');
     expect(text(component.payload)).toBe('spammed');

@@ -16,7 +16,7 @@ __attribute__((constructor)) static void expensive_init(void) {
   fprintf(stderr, "expensive_init ran\n"); /* seen only where init runs: at prepare */
   getentropy(nonce, sizeof nonce);
   unsigned x = 1;
-  for (unsigned i = 0; i < 120u * 1000u * 1000u; i++) {
+  for (unsigned i = 0; i < 180u * 1000u * 1000u; i++) {
     x = x * 1664525u + 1013904223u;
     table[i & 65535] ^= x;
   }

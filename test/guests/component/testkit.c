@@ -49,6 +49,14 @@ int kiln_handle(const kiln_request *req, kiln_response *res) {
       retained = p; /* observable, so the allocation is not optimised away */
     }
   }
+  if (is(req, "memory-trap")) { /* allocates until malloc fails, then crashes: MEMORY_LIMIT */
+    for (;;) {
+      char *p = malloc(1 << 20);
+      if (!p) __builtin_trap();
+      memset(p, 1, 1 << 20);
+      retained = p;
+    }
+  }
   if (is(req, "spam-stdout")) {
     static char chunk[65536];
     memset(chunk, 'x', sizeof chunk);
