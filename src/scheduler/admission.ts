@@ -27,22 +27,26 @@ export class Admission {
   private readonly gates = new Map<string, Gate>();
 
   /** Runs `task` when the function has room, or throws THROTTLED if even its queue is full. */
-  async run<T>(fn: string, limits: AdmissionLimits, task: () => Promise<T>): Promise<T> {
-    if (limits.maxConcurrency === undefined) return task();
+  run<T>(fn: string, limits: AdmissionLimits, task: () => Promise<T>): Promise<T> {
+    // Most functions set no limit: no gate, and no extra promise on the invocation path.
+    return limits.maxConcurrency === undefined ? task() : this.gated(fn, limits.maxConcurrency, limits.maxQueue, task);
+  }
+
+  private async gated<T>(fn: string, maxConcurrency: number, maxQueue: number, task: () => Promise<T>): Promise<T> {
     let gate = this.gates.get(fn);
     if (!gate) {
       gate = new Gate();
       this.gates.set(fn, gate);
     }
-    if (gate.running < limits.maxConcurrency) {
+    if (gate.running < maxConcurrency) {
       gate.running++;
-    } else if (gate.waiting.length < limits.maxQueue) {
+    } else if (gate.waiting.length < maxQueue) {
       // The slot is handed over by the finishing invocation: running stays counted.
       await new Promise<void>((resolve) => gate.waiting.push(resolve));
     } else {
-      const retryAfterMs = Math.max(1, Math.ceil(gate.averageMs * (1 + gate.waiting.length / limits.maxConcurrency)));
+      const retryAfterMs = Math.max(1, Math.ceil(gate.averageMs * (1 + gate.waiting.length / maxConcurrency)));
       throw new ThrottledError(
-        `function "${fn}" is at its concurrency limit (${limits.maxConcurrency} running, ${gate.waiting.length} queued)`,
+        `function "${fn}" is at its concurrency limit (${maxConcurrency} running, ${gate.waiting.length} queued)`,
         { retryAfterMs },
       );
     }
