@@ -43,6 +43,7 @@ const GROUPS = [
       writeFileSync(output, await componentizeJs(source));
     }],
   [join(root, 'test', 'guests', 'component'), '.c', 'component', [join(SDK.c, 'kiln.h'), HANDLER_WIT], component(c)],
+  [join(root, 'guest-sdk', 'command'), '.c', 'cmd', [], async (source, output) => compileC(source, output, { reactor: false })],
   [join(root, 'test', 'guests', 'command'), '.c', 'command', [], async (source, output) => compileC(source, output, { reactor: false })],
   [join(root, 'test', 'guests', 'reactor'), '.c', 'reactor', [], async (source, output) => compileC(source, output)],
   [join(root, 'test', 'guests', 'other-world'), '.c', 'other-world', [otherWit], component(compileC, otherWit, 'other')],

@@ -125,3 +125,33 @@ describe.each(SDKS)('$lang SDK example', ({ dir, trapStderr, garbageCollected, h
     expect(exported).toEqual(expect.arrayContaining(['handle', 'cabi_realloc', 'cabi_post_handle', 'memory']));
   });
 });
+
+// The same spec through the preview-1 command contract (guest-sdk/command/):
+// stdout is the payload, a non-zero exit status the error.
+describe('preview-1 command example', () => {
+  let daemon: RunningDaemon;
+  let client: KilnClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon();
+    client = await daemon.client();
+    await client.deploy('cmd-hello', guest('cmd/hello.wasm'), { env: { GREETING: 'Howdy' } });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.stop();
+  });
+
+  it('implements the demo spec with stdin, stdout, stderr and its exit status', async () => {
+    const upper = await client.invoke('cmd-hello', 'hello kiln');
+    expect(text(upper.payload)).toBe('HELLO KILN');
+    expect(upper.contentType).toBe('application/octet-stream');
+    expect(upper.report).toMatchObject({ stderr: 'hello: handling 10 bytes\n', stdout: '', cold: true });
+    expect(JSON.parse(text((await client.invoke('cmd-hello', 'greet:Ada')).payload))).toEqual({ greeting: 'Howdy, Ada!' });
+    const failure = await client.invoke('cmd-hello', 'fail').catch((e: unknown) => e);
+    expect(failure).toMatchObject({ code: 'GUEST_ERROR', data: { exitCode: 1, report: { stderr: 'hello: handling 4 bytes\nasked to fail\n' } } });
+    const trap = await client.invoke('cmd-hello', 'trap').catch((e: unknown) => e);
+    expect(trap).toMatchObject({ code: 'GUEST_TRAP', data: { report: { stderr: 'hello: handling 4 bytes\nhello: asked to trap\n' } } });
+    expect(text((await client.invoke('cmd-hello', 'again')).payload)).toBe('AGAIN');
+  });
+});

@@ -69,7 +69,7 @@ function kiln(prepared: PreparedFunction, pool: MemoryPool, input: string): Obse
   };
 }
 
-const guests = ['c', 'cpp', 'rust', 'as', 'js', 'component', 'command'].flatMap((dir) =>
+const guests = ['c', 'cpp', 'rust', 'as', 'js', 'cmd', 'component', 'command'].flatMap((dir) =>
   readdirSync(join(GUESTS, dir))
     .filter((f) => f.endsWith('.wasm') && !f.endsWith('.core.wasm'))
     .map((f) => `${dir}/${f}`),
