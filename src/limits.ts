@@ -21,7 +21,8 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Lambda's ceiling. */
 export const MAX_TIMEOUT_MS = 15 * 60_000;
 export const DEFAULT_MEMORY_MB = 128;
-export const MAX_MEMORY_MB = 4096;
+/** Guest pointers reach the host as signed i32: memories stay below 2 GiB so none is negative. */
+export const MAX_MEMORY_MB = 2047;
 /** Enough for ~10 s of typical guest code; a runaway guard by default. */
 export const DEFAULT_FUEL = 10_000_000_000;
 export const MAX_FUEL = Number.MAX_SAFE_INTEGER;

@@ -46,7 +46,7 @@ const keyValue = (value: string, previous: Record<string, string> = {}): Record<
 
 async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) => Promise<T>): Promise<T> {
   const options = program.opts<GlobalOptions>();
-  const client = await connect(options.url, { token: resolveToken(options.token) });
+  const client = await connect(options.url, { token: resolveToken(options.token, options.url) });
   try {
     return await run(client, options);
   } finally {

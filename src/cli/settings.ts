@@ -10,10 +10,16 @@ export const defaultDataDir = (): string => process.env.KILN_DATA_DIR ?? join(ho
 
 export const defaultUrl = (): string => process.env.KILN_URL ?? `ws://${DEFAULT_HOST}:${DEFAULT_PORT}`;
 
-/** --token, else KILN_TOKEN, else the local daemon's token file when this user can read it. */
-export function resolveToken(flag: string | undefined): string | undefined {
+/**
+ * --token, else KILN_TOKEN, else the local daemon's token file when this user
+ * can read it — and only for a daemon on loopback: the local admin token is
+ * never sent to another host unasked.
+ */
+export function resolveToken(flag: string | undefined, url: string): string | undefined {
   if (flag) return flag;
   if (process.env.KILN_TOKEN) return process.env.KILN_TOKEN;
+  const host = new URL(url).hostname;
+  if (!(host === 'localhost' || host === '[::1]' || host.startsWith('127.'))) return undefined;
   const file = join(defaultDataDir(), TOKEN_FILE);
   try {
     return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;

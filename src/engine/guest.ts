@@ -116,7 +116,10 @@ export class PreparedFunction {
     if (!parts.snapshot) return new PreparedFunction({ kind: 'command', module, bytes: parts.module }, config);
     const { image, globals, maxPages } = parts.snapshot;
     return new PreparedFunction(
-      { kind: 'component', snapshot: { module, moduleBytes: parts.module, image: decodeImage(image), globals, maxPages } },
+      {
+        kind: 'component',
+        snapshot: { module, moduleBytes: parts.module, imports: WebAssembly.Module.imports(module), image: decodeImage(image), globals, maxPages },
+      },
       config,
     );
   }
@@ -138,15 +141,16 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
   const stdout = new OutputCapture(MAX_LOG_BYTES, false);
   const stderr = new OutputCapture(MAX_LOG_BYTES, false);
   const host = new WasiHost({ args: [config.functionName], env: config.env }, stdout, stderr);
+  const preview2 = new Preview2Host(config.env);
   let fuel: WebAssembly.Global | undefined;
   let memory: WebAssembly.Memory | undefined;
   try {
     // cabi_post_handle is optional in the canonical ABI: keep only what the module has.
     const keep = HANDLER_RUNTIME_EXPORTS.filter((name) => name === FUEL_GLOBAL_EXPORT || info.exports.some((e) => e.name === name));
     const snapshot = takeSnapshot(core, maxPages, keep, {
-      // Init of a componentize-js guest ran at its build (Wizer); nothing calls preview 2 here.
-      imports: { [WASI_PREVIEW1]: host.imports, ...new Preview2Host().importsFor(info.imports) },
+      imports: { [WASI_PREVIEW1]: host.imports, ...preview2.importsFor(info.imports) },
       beforeInit: (instance) => {
+        preview2.bind(instance.exports as unknown as HandlerExports);
         memory = instance.exports.memory as WebAssembly.Memory;
         fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
         host.bindMemory(memory);
@@ -201,7 +205,10 @@ abstract class BaseInstance implements GuestInstance {
     this.host.bindMemory(this.memory);
   }
 
-  dispose(): void {}
+  dispose(): void {
+    this.memory = undefined;
+    this.fuel = undefined;
+  }
 
   /** Arms the fuel counter with the invocation's budget. */
   protected refuel(): void {
@@ -278,7 +285,7 @@ class ComponentInstance extends BaseInstance {
   private start(): HandlerExports {
     const began = nowUs();
     const preview2 = new Preview2Host(this.prepared.config.env);
-    const imports = { [WASI_PREVIEW1]: this.host.imports, ...preview2.importsFor(WebAssembly.Module.imports(this.snapshot.module)) };
+    const imports = { [WASI_PREVIEW1]: this.host.imports, ...preview2.importsFor(this.snapshot.imports) };
     const { instance } = restoreSnapshot(this.snapshot, this.pool, imports);
     this.bind(instance);
     preview2.bind(instance.exports as unknown as HandlerExports);
@@ -288,7 +295,7 @@ class ComponentInstance extends BaseInstance {
 
   override dispose(): void {
     if (this.memory) this.pool.release(this.memory);
-    this.memory = undefined;
+    super.dispose();
     this.exports = undefined;
   }
 

@@ -4,6 +4,7 @@
 //          function-name ptr,len, function-version i32, deadline-ms i64,
 //          remaining-fuel i64) -> i32 (pointer to the 20-byte return area)
 // Return area: +0 u8 discriminant (0 ok, 1 err), +4/+8 first list, +12/+16 second.
+import { MAX_CONTENT_TYPE_LENGTH, MAX_LOG_BYTES } from '../limits.js';
 import type { FuncType } from './wasm/module-info.js';
 
 export const HANDLER_SIGNATURE: FuncType = {
@@ -63,8 +64,9 @@ function liftRange(memory: Uint8Array, view: DataView, at: number): [number, num
   return [ptr, len];
 }
 
-function liftString(memory: Uint8Array, view: DataView, at: number): string {
+function liftString(memory: Uint8Array, view: DataView, at: number, maxBytes: number): string {
   const [ptr, len] = liftRange(memory, view, at);
+  if (len > maxBytes) throw new AbiViolation(`handle returned a string of ${len} bytes where at most ${maxBytes} are allowed`);
   try {
     return decoder.decode(memory.subarray(ptr, ptr + len));
   } catch {
@@ -94,9 +96,13 @@ export function callHandler(
   if (discriminant === 0) {
     const [ptr, len] = liftRange(memory, view, retptr + 4);
     if (len > maxBody) throw onTooLarge(len);
-    result = { ok: true, body: memory.slice(ptr, ptr + len), contentType: liftString(memory, view, retptr + 12) };
+    result = { ok: true, body: memory.slice(ptr, ptr + len), contentType: liftString(memory, view, retptr + 12, MAX_CONTENT_TYPE_LENGTH) };
   } else if (discriminant === 1) {
-    result = { ok: false, code: liftString(memory, view, retptr + 4), message: liftString(memory, view, retptr + 12) };
+    result = {
+      ok: false,
+      code: liftString(memory, view, retptr + 4, MAX_CONTENT_TYPE_LENGTH),
+      message: liftString(memory, view, retptr + 12, MAX_LOG_BYTES),
+    };
   } else {
     throw new AbiViolation(`handle returned result discriminant ${discriminant}`);
   }

@@ -10,7 +10,7 @@ import type { GuestConfig, Invocation } from '../engine/index.js';
 import type { ReportSummary } from '../metering/report.js';
 import { EncodedAnswer } from '../protocol/codec.js';
 import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, PREPARE_TIMEOUT_MS } from '../limits.js';
-import { errorFromWire, InternalError, TimeoutError, UnavailableError } from '../protocol/errors.js';
+import { errorFromWire, InternalError, KilnError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
 
@@ -150,7 +150,7 @@ export class ExecutorPool {
       try {
         task.prepare = { prepared: fn.loadPrepared(), config: fn.config };
       } catch (error) {
-        pending.reject(new InternalError(`cannot read the function's prepared form: ${(error as Error).message}`));
+        pending.reject(error instanceof KilnError ? error : new InternalError("cannot read the function's prepared form"));
         return;
       }
       slot.keys.add(fn.key);
@@ -215,7 +215,7 @@ export class ExecutorPool {
     this.replace(
       slot,
       head?.task.op === 'prepare'
-        ? new InternalError(`preparing the artifact took longer than ${seconds} s`)
+        ? new TimeoutError(`preparing the function (compiling and running its initialisation) took longer than ${seconds} s`)
         : new TimeoutError(`the invocation exceeded its ${head?.timeoutMs} ms timeout`, { timeoutMs: head?.timeoutMs }),
     );
   }

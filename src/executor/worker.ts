@@ -46,7 +46,8 @@ function run(task: Task): TaskReply {
   if (!entry) return { id: task.id, op: 'need-artifact' };
   const instance = (entry.instance ??= entry.prepared.instantiate(memories));
   const outcome = instance.invoke(task.invocation);
-  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh') {
+  // A command's instance lives for one run anyway: keeping it would only keep its memory alive.
+  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh' || entry.prepared.kind === 'command') {
     instance.dispose();
     entry.instance = undefined;
   }

@@ -1,7 +1,7 @@
 // The embedded default store: one SQLite database for metadata and
 // content-addressed files for artifacts, in one data directory.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FunctionConfig, FunctionInfo, GuestKind } from '../protocol/methods.js';
 import { ArtifactStore } from './artifacts.js';
@@ -52,13 +52,14 @@ export class SqliteStore implements Store {
   private readonly latest = new Map<string, FunctionInfo>();
 
   constructor(dataDir: string) {
-    mkdirSync(dataDir, { recursive: true });
+    // The database holds every function's env (secrets, often): owner only.
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(dataDir, 0o700);
     this.artifacts = new ArtifactStore(join(dataDir, 'artifacts', 'sha256'));
     this.db = new Database(join(dataDir, 'kiln.db'));
     // WAL with synchronous=FULL: every commit is fsync'd before it returns.
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
     this.statements = {
       latest: this.db.prepare<[string], VersionRow>(

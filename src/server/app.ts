@@ -20,10 +20,21 @@ import {
   UnsupportedFrameError,
   type WireError,
 } from '../protocol/errors.js';
-import { ENDPOINT_PATH } from '../protocol/methods.js';
+import { ENDPOINT_PATH, PROTOCOL_VERSION } from '../protocol/methods.js';
 import type { Logger } from '../observability/logger.js';
 import { presentedToken, tokenMatches } from './auth.js';
 import type { Methods } from './methods.js';
+
+function isLoopbackOrigin(origin: string): boolean {
+  try {
+    const { hostname } = new URL(origin);
+    return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+  } catch {
+    return false;
+  }
+}
+
+const HEALTH_BODY = JSON.stringify({ status: 'ok', protocol: PROTOCOL_VERSION });
 
 /** Sent when a frame cannot be answered as a response (no readable msgid). */
 export const ERROR_NOTIFICATION = 'kiln.error';
@@ -60,7 +71,7 @@ export class KilnServer {
   constructor(private readonly options: AppOptions) {
     this.app = uWS.App();
     this.app.get('/healthz', (res) => {
-      res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
+      res.writeHeader('content-type', 'application/json').end(HEALTH_BODY);
     });
     this.app.get('/readyz', (res) => {
       const ready = !this.draining && options.isReady();
@@ -72,6 +83,8 @@ export class KilnServer {
     this.app.ws<Connection>(ENDPOINT_PATH, {
       maxPayloadLength: MAX_FRAME_BYTES,
       maxBackpressure: 2 * MAX_FRAME_BYTES,
+      // A client that reads slower than its answers arrive is disconnected rather than losing answers silently.
+      closeOnBackpressureLimit: 1,
       idleTimeout: IDLE_CONNECTION_SECONDS,
       sendPingsAutomatically: true,
       compression: uWS.DISABLED,
@@ -130,6 +143,14 @@ export class KilnServer {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const presented = presentedToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    const origin = req.getHeader('origin');
+    // Browsers send any page's WebSocket to loopback: with auth off (dev mode),
+    // only pages served from loopback itself may connect.
+    if (this.options.token === undefined && origin !== '' && !isLoopbackOrigin(origin)) {
+      res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ code: 'UNAUTHENTICATED', message: `dev mode accepts browser connections only from loopback origins, not ${origin}` }));
+      return;
+    }
     if (this.options.token !== undefined && !tokenMatches(this.options.token, presented)) {
       this.options.log.warn({ remote: Buffer.from(res.getRemoteAddressAsText()).toString() }, 'rejected upgrade: bad token');
       res

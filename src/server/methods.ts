@@ -15,6 +15,7 @@ import {
   parseListParams,
   parseNameParams,
   type FunctionInfo,
+  type Method,
 } from '../protocol/methods.js';
 import { MAX_ARTIFACT_BYTES } from '../limits.js';
 import { sha256Hex } from '../registry/artifacts.js';
@@ -33,9 +34,9 @@ const guestConfig = (info: Pick<FunctionInfo, 'name' | 'version' | 'config'>): G
 });
 
 /**
- * The outcome of an invocation the executor could not report on (its thread
- * was stopped at the deadline, or the daemon shut down): still billed for the
- * time it held, with nothing else known.
+ * The outcome of an invocation no executor reported on (its thread was
+ * stopped at the deadline or crashed, the daemon shut down, its prepared form
+ * could not be read): billed for the time it waited and ran, nothing else known.
  */
 function lostOutcome(error: KilnError, durationMs: number): InvocationOutcome {
   return {
@@ -50,7 +51,8 @@ function lostOutcome(error: KilnError, durationMs: number): InvocationOutcome {
 }
 
 export class Methods {
-  private readonly table: Record<string, MethodHandler>;
+  /** Typed by the protocol's method list, so a method the protocol names cannot go unimplemented. */
+  private readonly table: Record<Method, MethodHandler>;
   private readonly admission = new Admission();
   /** One executor reference per immutable version (the store hands out the same info object until it changes). */
   private readonly refs = new WeakMap<FunctionInfo, FunctionRef>();
@@ -71,7 +73,7 @@ export class Methods {
 
   /** Runs a method; throws (or rejects with) a KilnError for the client. */
   call(method: string, params: unknown[]): unknown {
-    const handler = Object.hasOwn(this.table, method) ? this.table[method] : undefined;
+    const handler = Object.hasOwn(this.table, method) ? this.table[method as Method] : undefined;
     if (!handler) throw new MethodNotFoundError(`unknown method "${method}"`, { methods: Object.keys(this.table) });
     return handler(params);
   }
@@ -142,7 +144,15 @@ export class Methods {
         key: `${info.name}@${info.version}/${info.createdAt}`,
         config: guestConfig(info),
         timeoutMs: info.config.timeoutMs,
-        loadPrepared: () => this.store.readArtifact(info.preparedDigest),
+        loadPrepared: () => {
+          try {
+            return this.store.readArtifact(info.preparedDigest);
+          } catch (error) {
+            // Deleted while this invocation was on its way.
+            if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`function "${info.name}" was deleted`);
+            throw error;
+          }
+        },
       };
       this.refs.set(info, ref);
     }

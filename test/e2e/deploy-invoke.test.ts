@@ -97,8 +97,39 @@ describe('deploy and invoke', () => {
     await expect(connect(daemon.url, { token: 'kiln_wrong' })).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
     const health = await fetch(`http://127.0.0.1:${daemon.port}/healthz`);
     expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok', protocol: 1 });
     const ready = await fetch(`http://127.0.0.1:${daemon.port}/readyz`);
     expect(await ready.json()).toEqual({ status: 'ready' });
+  });
+});
+
+describe('dev mode', () => {
+  it('accepts no token, but refuses browser pages from non-loopback origins', async () => {
+    const daemon = await startDaemon({ dev: true });
+    const client = await daemon.client();
+    expect(await client.list()).toEqual([]);
+    await client.close();
+    const { default: WebSocket } = await import('ws');
+    const refused = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(`${daemon.url}/v1`, { headers: { origin: 'https://evil.example' } });
+      socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+      socket.on('open', () => resolve(101));
+    });
+    expect(refused).toBe(403);
+    const local = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(`${daemon.url}/v1`, { headers: { origin: `http://localhost:${daemon.port}` } });
+      socket.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+      socket.on('open', () => {
+        socket.close();
+        resolve(101);
+      });
+    });
+    expect(local).toBe(101);
+    await daemon.stop();
+  });
+
+  it('refuses to bind a non-loopback address', async () => {
+    await expect(startDaemon({ dev: true, args: ['--host', '0.0.0.0'] })).rejects.toThrow(/loopback/);
   });
 });
 

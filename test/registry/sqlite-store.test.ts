@@ -49,6 +49,12 @@ describe('SqliteStore', () => {
     expect(store.isOpen()).toBe(false);
   });
 
+  it('keeps the data directory to its owner (it holds every function\'s env)', () => {
+    const dir = tempDataDir();
+    new SqliteStore(dir).close();
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
   it('writes artifacts read-only to others and leaves no temporary files', () => {
     const dir = tempDataDir();
     const store = new SqliteStore(dir);

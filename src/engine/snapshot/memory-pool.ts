@@ -11,7 +11,8 @@
 // memory comes back only at its class's initial size: a guest that grew it
 // cannot shrink it, so it is discarded.
 //
-// Synchronous and timer-free: the scheduler decides when to prewarm.
+// Synchronous and timer-free. Today it fills as instances give their memory
+// back; prewarm() is there for a scheduler that provisions ahead of demand.
 
 import { WASM_PAGE_BYTES } from '../wasm/memory-cap.js';
 

@@ -12,6 +12,8 @@ export interface Snapshot {
   module: WebAssembly.Module;
   /** Its bytes, for storing the prepared function. */
   moduleBytes: Uint8Array;
+  /** Its imports, read once: every cold start needs them. */
+  imports: WebAssembly.ModuleImportDescriptor[];
   image: MemoryImage;
   globals: GlobalSlot[];
   /** The memory's maximum (the function's memory limit), for pool size classes. */
@@ -39,7 +41,8 @@ export function takeSnapshot(core: Uint8Array, maxPages: number, keepExports: re
   checkTablesUnchanged(tablesBefore, captureTables(instance, probe.tables));
   const image = captureImage(instance.exports.memory as WebAssembly.Memory, exposed.globals, instance);
   const restorable = toRestorable(exposed.bytes, { keepExports });
-  return { module: new WebAssembly.Module(restorable), moduleBytes: restorable, image, globals: exposed.globals, maxPages };
+  const module = new WebAssembly.Module(restorable);
+  return { module, moduleBytes: restorable, imports: WebAssembly.Module.imports(module), image, globals: exposed.globals, maxPages };
 }
 
 export interface Restored {

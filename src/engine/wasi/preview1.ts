@@ -21,6 +21,10 @@ const FILETYPE_CHARACTER_DEVICE = 2;
 const RIGHTS_FD_READ = 1n << 1n;
 const RIGHTS_FD_WRITE = 1n << 6n;
 
+// Counted from this process's start, not the host's boot: guests learn nothing of the host's uptime.
+const MONOTONIC_ORIGIN = process.hrtime.bigint();
+export const monotonicNow = (): bigint => process.hrtime.bigint() - MONOTONIC_ORIGIN;
+
 /** Thrown by proc_exit to unwind the guest; the engine turns it into an exit code. */
 export class ProcExit extends Error {
   constructor(readonly code: number) {
@@ -141,7 +145,7 @@ export class WasiHost {
       clock_time_get: (id: number, _precision: bigint, resultPtr: number) => {
         let now: bigint;
         if (id === CLOCK_REALTIME) now = BigInt(Date.now()) * 1_000_000n;
-        else if (id === CLOCK_MONOTONIC) now = process.hrtime.bigint();
+        else if (id === CLOCK_MONOTONIC) now = monotonicNow();
         else return ERRNO.INVAL;
         this.mem().setBigUint64(resultPtr, now, true);
         return ERRNO.SUCCESS;

@@ -7,6 +7,7 @@
 // stay Kiln's: no files, sockets or host environment.
 import { randomFillSync } from 'node:crypto';
 import type { FuncType, ImportInfo } from '../wasm/module-info.js';
+import { monotonicNow } from './preview1.js';
 
 /** An import the host refuses at run time (a broken handle): the guest traps. */
 export class HostTrap extends Error {}
@@ -109,7 +110,7 @@ export class Preview2Host {
   // The executor serves only this call, so the guest may really sleep; its
   // deadline still holds, because a stuck executor is terminated.
   private sleepUntil(deadline: bigint): void {
-    const waitNs = deadline - process.hrtime.bigint();
+    const waitNs = deadline - monotonicNow();
     if (waitNs > 0n) Atomics.wait(this.sleeper, 0, 0, Number(waitNs / 1_000_000n) + 1);
   }
 
@@ -150,9 +151,9 @@ export class Preview2Host {
         'get-random-u64': () => new DataView(randomFillSync(new Uint8Array(8)).buffer).getBigUint64(0, true),
       },
       'wasi:clocks/monotonic-clock': {
-        now: () => process.hrtime.bigint(),
+        now: () => monotonicNow(),
         'subscribe-instant': (when: bigint) => this.pollable(BigInt.asUintN(64, when)),
-        'subscribe-duration': (duration: bigint) => this.pollable(process.hrtime.bigint() + BigInt.asUintN(64, duration)),
+        'subscribe-duration': (duration: bigint) => this.pollable(monotonicNow() + BigInt.asUintN(64, duration)),
       },
       'wasi:io/poll': {
         '[resource-drop]pollable': (handle: number) => {
@@ -161,11 +162,11 @@ export class Preview2Host {
         '[method]pollable.block': (handle: number) => this.sleepUntil(this.deadlineOf(handle)),
         // poll(list<borrow<pollable>>) -> list<u32>: waits for the earliest, returns the indices ready then.
         poll: (listPtr: number, length: number, retptr: number) => {
-          if (length === 0) throw new HostTrap('poll of an empty list');
+          if (length === 0 || length > MAX_POLLABLES) throw new HostTrap(`poll of ${length} pollables (1 to ${MAX_POLLABLES})`);
           let view = this.view();
           const deadlines = Array.from({ length }, (_, i) => this.deadlineOf(view.getUint32(listPtr + i * 4, true)));
           this.sleepUntil(deadlines.reduce((a, b) => (b < a ? b : a)));
-          const now = process.hrtime.bigint();
+          const now = monotonicNow();
           const ready = deadlines.flatMap((deadline, i) => (deadline <= now ? [i] : []));
           const ptr = this.exports!.cabi_realloc(0, 0, 4, ready.length * 4) >>> 0;
           view = this.view();
