@@ -53,6 +53,8 @@ export const PREPARE_TIMEOUT_MS = 120_000;
  * of µs here). EXECUTOR_STALL_MS keeps new work away from a slow guest.
  */
 export const EXECUTOR_PIPELINE_DEPTH = 32;
+/** Invocations waiting for any executor, daemon-wide; past it, THROTTLED (functions without a concurrency limit included). */
+export const MAX_QUEUED_TASKS = 10_000;
 /** An executor whose current task has run this long takes no more queued work. */
 export const EXECUTOR_STALL_MS = 2;
 /** Prepared functions an executor keeps; the least recently used beyond it are dropped. */

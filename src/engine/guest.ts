@@ -3,7 +3,7 @@
 // thrown away after any fault.
 import { MAX_LOG_BYTES, MAX_PAYLOAD_BYTES } from '../limits.js';
 import { GuestError, KilnError, PayloadTooLargeError, UnsupportedWasmError, type WireError } from '../protocol/errors.js';
-import type { GuestKind, InstanceMode } from '../protocol/methods.js';
+import { DEFAULT_CONTENT_TYPE, type GuestKind, type InstanceMode } from '../protocol/methods.js';
 import { analyze, WASI_PREVIEW1 } from './analyze.js';
 import { classifyFault } from './faults.js';
 import { callHandler, type HandlerExports } from './handler-abi.js';
@@ -55,7 +55,6 @@ export interface InvocationOutcome {
   logsTruncated: boolean;
 }
 
-const COMMAND_CONTENT_TYPE = 'application/octet-stream';
 /**
  * A trap with memory this close to the limit is reported as MEMORY_LIMIT:
  * allocators grow in steps (dlmalloc by its request, SpiderMonkey by
@@ -124,16 +123,22 @@ export class PreparedFunction {
     );
   }
 
-  get memoryLimitBytes(): number {
-    return this.config.memoryMb * 2 ** 20;
-  }
-
   /** A new instance; components take their memory from `pool` and give it back on dispose(). */
   instantiate(pool: MemoryPool): GuestInstance {
     return this.code.kind === 'component'
       ? new ComponentInstance(this, this.code.snapshot, pool)
       : new CommandInstance(this, this.code.module);
   }
+}
+
+/** What a guest's throw means, read off its fuel counter and memory at the time. */
+function guestFault(error: unknown, fuel: WebAssembly.Global | undefined, memory: WebAssembly.Memory | undefined, memoryMb: number): KilnError {
+  const limit = memoryMb * 2 ** 20;
+  return classifyFault(error, {
+    fuelExhausted: fuel !== undefined && (fuel.value as bigint) < 0n,
+    memoryAtLimit: (memory?.buffer.byteLength ?? 0) >= limit * MEMORY_LIMIT_FRACTION,
+    memoryLimitBytes: limit,
+  });
 }
 
 /** Runs a component's init under its fuel budget and captures the result; faults become deploy errors. */
@@ -161,12 +166,7 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
     return snapshot;
   } catch (error) {
     if (error instanceof SnapshotError) throw new UnsupportedWasmError(`Kiln cannot snapshot this guest: ${error.message}`);
-    const limit = config.memoryMb * 2 ** 20;
-    const fault = classifyFault(error, {
-      fuelExhausted: fuel !== undefined && (fuel.value as bigint) < 0n,
-      memoryAtLimit: (memory?.buffer.byteLength ?? 0) >= limit * MEMORY_LIMIT_FRACTION,
-      memoryLimitBytes: limit,
-    });
+    const fault = guestFault(error, fuel, memory, config.memoryMb);
     const output = stderr.text();
     throw new KilnError(fault.code, `the guest's initialisation failed: ${fault.message}`, { stderr: output });
   }
@@ -228,13 +228,7 @@ abstract class BaseInstance implements GuestInstance {
 
   protected fault(error: unknown): KilnError {
     this.healthy = false;
-    const limit = this.prepared.memoryLimitBytes;
-    const size = this.memory?.buffer.byteLength ?? 0;
-    return classifyFault(error, {
-      fuelExhausted: this.fuelExhausted,
-      memoryAtLimit: size >= limit * MEMORY_LIMIT_FRACTION,
-      memoryLimitBytes: limit,
-    });
+    return guestFault(error, this.fuel, this.memory, this.prepared.config.memoryMb);
   }
 
   protected finish(
@@ -362,7 +356,7 @@ class CommandInstance extends BaseInstance {
       if (this.fuelExhausted) throw new Error('fuel exhausted');
       result =
         exitCode === 0
-          ? { payload: this.stdout.bytes(), contentType: COMMAND_CONTENT_TYPE }
+          ? { payload: this.stdout.bytes(), contentType: DEFAULT_CONTENT_TYPE }
           : new GuestError(`the command exited with status ${exitCode}`, { exitCode });
     } catch (error) {
       result = this.fault(error);

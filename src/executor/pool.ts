@@ -9,8 +9,8 @@ import { Worker } from 'node:worker_threads';
 import type { GuestConfig, Invocation } from '../engine/index.js';
 import type { ReportSummary } from '../metering/report.js';
 import { EncodedAnswer } from '../protocol/codec.js';
-import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, PREPARE_TIMEOUT_MS } from '../limits.js';
-import { errorFromWire, InternalError, KilnError, TimeoutError, UnavailableError } from '../protocol/errors.js';
+import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, MAX_QUEUED_TASKS, PREPARE_TIMEOUT_MS } from '../limits.js';
+import { errorFromWire, InternalError, KilnError, ThrottledError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
 
@@ -103,6 +103,9 @@ export class ExecutorPool {
 
   private submit<T>(task: Task, fn: FunctionRef | undefined, timeoutMs: number): Promise<T> {
     if (this.closed) return Promise.reject(new UnavailableError('the daemon is shutting down'));
+    if (this.queue.length >= MAX_QUEUED_TASKS) {
+      return Promise.reject(new ThrottledError(`the daemon has ${MAX_QUEUED_TASKS} invocations waiting for an executor`, { retryAfterMs: 100 }));
+    }
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ task, fn, timeoutMs, resolve: resolve as (value: never) => void, reject });
       this.pump();
@@ -125,7 +128,8 @@ export class ExecutorPool {
     for (const slot of this.slots) {
       const load = slot.inflight.length;
       if (load >= EXECUTOR_PIPELINE_DEPTH) continue;
-      if (load > 0 && now - slot.headSince > EXECUTOR_STALL_MS) continue; // busy with a slow guest
+      // Busy with a slow guest, or preparing (compiling and running init can take seconds).
+      if (load > 0 && (now - slot.headSince > EXECUTOR_STALL_MS || slot.inflight.some((p) => p.task.op === 'prepare'))) continue;
       const score = load * 2 + (fn && slot.keys.has(fn.key) ? 0 : 1);
       if (score < bestScore) {
         best = slot;

@@ -20,8 +20,9 @@ export interface Store {
   list(): FunctionInfo[];
   /**
    * The prepared form of an earlier version of this function with the same
-   * artifact and config (init sees the name, the env and the memory limit, so
-   * all must match): a redeploy reuses it instead of preparing again.
+   * artifact and the same whole config (init sees the name, env, memory limit
+   * and fuel budget; matching all of it is the simple, safe rule): a redeploy
+   * reuses it instead of preparing again.
    */
   findPrepared(name: string, artifactDigest: string, config: FunctionConfig): { kind: GuestKind; preparedDigest: string } | undefined;
   /** Removes the function and all its versions; false if there was none. */
