@@ -21,6 +21,19 @@ const stats = (samples) => {
 };
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Back-to-back round trips, then round trips after an idle millisecond each. */
+async function measure(roundTrip) {
+  await roundTrip();
+  const busy = [];
+  for (let i = 0; i < N; i++) busy.push(await roundTrip());
+  const idle = [];
+  for (let i = 0; i < IDLE_N; i++) {
+    await sleep(1);
+    idle.push(await roundTrip());
+  }
+  return { busy: stats(busy), idle: stats(idle) };
+}
+
 async function ports() {
   const worker = new Worker(
     `const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage(m));`,
@@ -31,16 +44,9 @@ async function ports() {
     worker.once('message', () => resolve(Number(process.hrtime.bigint() - t) / 1000));
     worker.postMessage([{ id: 1, op: 'invoke' }]);
   });
-  await roundTrip();
-  const busy = [];
-  for (let i = 0; i < N; i++) busy.push(await roundTrip());
-  const idle = [];
-  for (let i = 0; i < IDLE_N; i++) {
-    await sleep(1);
-    idle.push(await roundTrip());
-  }
+  const result = await measure(roundTrip);
   await worker.terminate();
-  return { busy: stats(busy), idle: stats(idle) };
+  return result;
 }
 
 async function atomics() {
@@ -62,18 +68,11 @@ async function atomics() {
     if (wait.async) await wait.value;
     return Number(process.hrtime.bigint() - t) / 1000;
   };
-  await roundTrip();
-  const busy = [];
-  for (let i = 0; i < N; i++) busy.push(await roundTrip());
-  const idle = [];
-  for (let i = 0; i < IDLE_N; i++) {
-    await sleep(1);
-    idle.push(await roundTrip());
-  }
+  const result = await measure(roundTrip);
   Atomics.store(cells, 0, -1);
   Atomics.notify(cells, 0);
   await worker.terminate();
-  return { busy: stats(busy), idle: stats(idle) };
+  return result;
 }
 
 const results = { ports: await ports(), atomics: await atomics() };
