@@ -123,13 +123,16 @@ export class PreparedFunction {
     );
   }
 
-  /** A new instance; components take their memory from `pool` and give it back on dispose(). */
+  /** A new instance; components take their memory from `pool` and give it back on reset(). */
   instantiate(pool: MemoryPool): GuestInstance {
     return this.code.kind === 'component'
       ? new ComponentInstance(this, this.code.snapshot, pool)
       : new CommandInstance(this, this.code.module);
   }
 }
+
+const responseTooLarge = (size: number) =>
+  new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`, { limit: MAX_PAYLOAD_BYTES });
 
 /** What a guest's throw means, read off its fuel counter and memory at the time. */
 function guestFault(error: unknown, fuel: WebAssembly.Global | undefined, memory: WebAssembly.Memory | undefined, memoryMb: number): KilnError {
@@ -172,12 +175,16 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
   }
 }
 
+/**
+ * The host side of one guest instance: its WASI hosts and output buffers,
+ * made once, and the Wasm instance they serve, which reset() drops.
+ */
 export interface GuestInstance {
-  /** False once the instance faulted: it must not serve again. */
+  /** False once the Wasm instance faulted: reset() before the next invoke. */
   readonly healthy: boolean;
   invoke(invocation: Invocation): InvocationOutcome;
-  /** Gives back what the instance holds (its pooled memory); it must not be used afterwards. */
-  dispose(): void;
+  /** Drops the Wasm instance and gives back its pooled memory; the next invoke is a cold start. */
+  reset(): void;
 }
 
 abstract class BaseInstance implements GuestInstance {
@@ -205,9 +212,10 @@ abstract class BaseInstance implements GuestInstance {
     this.host.bindMemory(this.memory);
   }
 
-  dispose(): void {
+  reset(): void {
     this.memory = undefined;
     this.fuel = undefined;
+    this.healthy = true;
   }
 
   /** Arms the fuel counter with the invocation's budget. */
@@ -287,10 +295,11 @@ class ComponentInstance extends BaseInstance {
     return instance.exports as unknown as HandlerExports;
   }
 
-  override dispose(): void {
+  override reset(): void {
     if (this.memory) this.pool.release(this.memory);
-    super.dispose();
+    super.reset();
     this.exports = undefined;
+    this.served = 0;
   }
 
   invoke(invocation: Invocation): InvocationOutcome {
@@ -312,7 +321,7 @@ class ComponentInstance extends BaseInstance {
           remainingFuel: this.budget,
         },
         MAX_PAYLOAD_BYTES,
-        (size) => new PayloadTooLargeError(`the guest's response is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`, { limit: MAX_PAYLOAD_BYTES }),
+        responseTooLarge,
       );
       // A guest can return having overrun its budget by less than one
       // unchecked stretch of code: that is still exhaustion.
@@ -327,7 +336,7 @@ class ComponentInstance extends BaseInstance {
   }
 }
 
-/** A preview-1 command runs once per instance: every invocation instantiates it afresh. */
+/** A preview-1 command runs once per Wasm instance: every invocation instantiates it afresh (and its executor resets it after). */
 class CommandInstance extends BaseInstance {
   constructor(
     prepared: PreparedFunction,
@@ -361,7 +370,6 @@ class CommandInstance extends BaseInstance {
     } catch (error) {
       result = this.fault(error);
     }
-    this.healthy = true; // nothing of a command outlives its invocation
     this.host.setStdin(new Uint8Array(0));
     return this.finish(started, true, initUs, result);
   }

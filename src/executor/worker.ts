@@ -27,7 +27,7 @@ function lookup(task: InvokeTask): Cached | undefined {
     entry = { prepared: PreparedFunction.decode(task.prepare.prepared, task.prepare.config), instance: undefined };
     if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) {
       const oldest = cache.keys().next().value!;
-      cache.get(oldest)!.instance?.dispose();
+      cache.get(oldest)!.instance?.reset();
       cache.delete(oldest);
     }
   } else {
@@ -46,11 +46,9 @@ function run(task: Task): TaskReply {
   if (!entry) return { id: task.id, op: 'need-artifact' };
   const instance = (entry.instance ??= entry.prepared.instantiate(memories));
   const outcome = instance.invoke(task.invocation);
-  // A command's instance lives for one run anyway: keeping it would only keep its memory alive.
-  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh' || entry.prepared.kind === 'command') {
-    instance.dispose();
-    entry.instance = undefined;
-  }
+  // The host side is kept; the Wasm instance goes after a fault, in fresh mode,
+  // and after every command run (it lives for one run anyway; keeping it would only keep its memory).
+  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh' || entry.prepared.kind === 'command') instance.reset();
   const { config } = entry.prepared;
   const report = buildReport(
     { requestId: task.invocation.requestId, function: config.functionName, version: config.functionVersion },

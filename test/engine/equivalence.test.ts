@@ -60,7 +60,7 @@ function plain(artifact: Uint8Array, input: string): Observed {
 function kiln(prepared: PreparedFunction, pool: MemoryPool, input: string): Observed {
   const instance = prepared.instantiate(pool);
   const outcome = instance.invoke({ payload: Buffer.from(input), contentType: 'text/plain', requestId: 'r', deadlineMs: 0 });
-  instance.dispose();
+  instance.reset();
   return {
     payload: outcome.payload && Buffer.from(outcome.payload).toString(),
     contentType: outcome.contentType,
