@@ -1,7 +1,8 @@
 // The composition root: builds the store, the executors and the server, and
 // owns their lifecycle (start in order, stop in reverse, nothing lost).
 import { isIP } from 'node:net';
-import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from './limits.js';
+import { totalmem } from 'node:os';
+import { DEFAULT_HOST, DEFAULT_MEMORY_BUDGET_FRACTION, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from './limits.js';
 import { ExecutorPool } from './executor/pool.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { SqliteStore } from './registry/sqlite-store.js';
@@ -16,6 +17,8 @@ export interface DaemonOptions {
   /** No authentication; loopback addresses only. */
   dev?: boolean;
   workers?: number;
+  /** MiB that idle instances and pooled memories may hold; default half the machine's memory. */
+  memoryBudgetMb?: number;
   log?: Logger;
 }
 
@@ -44,23 +47,27 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const store = new SqliteStore(options.dataDir);
   const admin = options.dev ? undefined : loadOrCreateAdminToken(options.dataDir);
-  const pool = new ExecutorPool(options.workers);
+  const memoryBudgetBytes =
+    options.memoryBudgetMb === undefined ? Math.floor(totalmem() * DEFAULT_MEMORY_BUDGET_FRACTION) : options.memoryBudgetMb * 2 ** 20;
+  const pool = new ExecutorPool({ size: options.workers, memoryBudgetBytes });
+  const methods = new Methods(store, pool, log);
   const server = new KilnServer({
     host,
     port,
     token: admin?.token,
-    methods: new Methods(store, pool, log),
+    methods,
     log,
     isReady: () => store.isOpen(),
   });
   try {
     await server.listen();
+    methods.provisionAll();
   } catch (error) {
     await pool.close();
     store.close();
     throw error;
   }
-  log.info({ host, port: server.port, dataDir: options.dataDir, dev: Boolean(options.dev), executors: pool.size }, 'listening');
+  log.info({ host, port: server.port, dataDir: options.dataDir, dev: Boolean(options.dev), executors: pool.size, memoryBudgetMb: Math.round(memoryBudgetBytes / 2 ** 20) }, 'listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -37,6 +37,24 @@ export const MAX_CONCURRENCY = 1000;
 export const DEFAULT_MAX_QUEUE = 100;
 export const MAX_QUEUE = 10_000;
 
+/** Instances kept restored ahead of demand (provisioned concurrency), by default and at most. */
+export const DEFAULT_PROVISIONED = 0;
+export const MAX_PROVISIONED = 100;
+/**
+ * How long an instance beyond the provisioned ones may sit idle before it is
+ * dropped (scale to zero): Lambda keeps idle environments for minutes.
+ */
+export const DEFAULT_IDLE_TTL_MS = 10 * 60_000;
+export const MIN_IDLE_TTL_MS = 100;
+export const MAX_IDLE_TTL_MS = 24 * 60 * 60_000;
+/**
+ * The share of the machine's memory that idle instances and pooled memories
+ * may hold, daemon-wide, by default; past it the least recently used go.
+ */
+export const DEFAULT_MEMORY_BUDGET_FRACTION = 0.5;
+/** Idle pre-touched memories one executor keeps for cold starts (within the budget). */
+export const MAX_POOLED_MEMORY_BYTES = 512 * MiB;
+
 export const MAX_CONTENT_TYPE_LENGTH = 256;
 export const MAX_ENV_ENTRIES = 256;
 export const MAX_ENV_BYTES = 64 * KiB;

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
-import { connect, KilnError, type FunctionInfo, type InvocationReport, type KilnClient } from '../client/index.js';
+import { connect, KilnError, type FunctionInfo, type FunctionLive, type InvocationReport, type KilnClient } from '../client/index.js';
 import { startDaemon } from '../daemon.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../limits.js';
 import { INSTANCE_MODES, type InstanceMode } from '../protocol/methods.js';
@@ -30,6 +30,8 @@ interface DeployOptions {
   instanceMode?: InstanceMode;
   maxConcurrency?: number;
   maxQueue?: number;
+  provisioned?: number;
+  idleTtl?: number;
 }
 
 const integer = (value: string): number => {
@@ -54,13 +56,26 @@ async function withClient<T>(run: (client: KilnClient, options: GlobalOptions) =
   }
 }
 
-function printFunction(info: FunctionInfo, json: boolean | undefined): void {
+function printFunction(info: FunctionInfo & { live?: FunctionLive }, json: boolean | undefined): void {
   if (json) return console.log(JSON.stringify(info));
-  const { env, memoryMb, timeoutMs, fuel, instanceMode, maxConcurrency, maxQueue } = info.config;
+  const { env, memoryMb, timeoutMs, fuel, instanceMode, maxConcurrency, maxQueue, provisioned, idleTtlMs } = info.config;
   console.log(`${info.name}  version ${info.version}  ${info.kind}  ${info.size} bytes  sha256:${info.digest.slice(0, 12)}`);
   console.log(`  memory ${memoryMb} MiB  timeout ${timeoutMs} ms  fuel ${fuel}  instances ${instanceMode}  env ${Object.keys(env).join(',') || '-'}`);
-  console.log(`  concurrency ${maxConcurrency ?? 'unlimited'}${maxConcurrency === undefined ? '' : `  queue ${maxQueue}`}`);
+  console.log(
+    `  concurrency ${maxConcurrency ?? 'unlimited'}${maxConcurrency === undefined ? '' : `  queue ${maxQueue}`}` +
+      `  provisioned ${provisioned}  idle ttl ${idleTtlMs} ms`,
+  );
   console.log(`  deployed ${info.createdAt}`);
+  const live = info.live;
+  if (!live) return;
+  console.log(
+    `  now: ${live.instances} ready instances (${(live.instanceBytes / 2 ** 20).toFixed(2)} MiB) on ${live.executors} executors, ` +
+      `${live.inflight} in flight, ${live.queued} queued`,
+  );
+  console.log(
+    `  since start: ${live.invocations} invocations, ${live.coldStarts} cold starts, ${live.errors} errors ` +
+      `(${live.timeouts} timeouts), ${live.throttled} throttled, ${live.reaped} reaped idle, ${live.evicted} evicted`,
+  );
 }
 
 function reportLine(report: InvocationReport): string {
@@ -84,12 +99,14 @@ program
   .option('--port <port>', 'port to listen on, 0 for any (env KILN_PORT)', integer)
   .option('--data-dir <dir>', 'where functions and artifacts are stored (env KILN_DATA_DIR)', defaultDataDir())
   .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core)', integer)
+  .option('--memory-budget <mb>', 'MiB that idle instances and pooled memories may hold (env KILN_MEMORY_BUDGET_MB; default: half the RAM)', integer)
   .option('--dev', 'development mode: no authentication, loopback only (env KILN_DEV=1)', process.env.KILN_DEV === '1')
-  .action(async (flags: { host: string; port?: number; dataDir: string; workers?: number; dev: boolean }) => {
+  .action(async (flags: { host: string; port?: number; dataDir: string; workers?: number; memoryBudget?: number; dev: boolean }) => {
     const options = {
       ...flags,
       port: flags.port ?? envNumber('KILN_PORT') ?? DEFAULT_PORT,
       workers: flags.workers ?? envNumber('KILN_WORKERS'),
+      memoryBudgetMb: flags.memoryBudget ?? envNumber('KILN_MEMORY_BUDGET_MB'),
     };
     const daemon = await startDaemon(options);
     if (daemon.tokenCreated) {
@@ -122,6 +139,8 @@ program
   .addOption(new Option('--instance-mode <mode>', 'reuse: warm instances keep state; fresh: a new instance per invocation').choices(INSTANCE_MODES))
   .option('--max-concurrency <n>', 'invocations that may run at once (default: no limit)', integer)
   .option('--max-queue <n>', 'invocations that may wait at the concurrency limit before THROTTLED', integer)
+  .option('--provisioned <n>', 'instances kept restored at all times (default 0)', integer)
+  .option('--idle-ttl <ms>', 'idle time after which other instances are dropped (default 600000)', integer)
   .action((name: string, file: string, options: DeployOptions) =>
     withClient(async (client, global) => {
       const config = {
@@ -132,6 +151,8 @@ program
         instanceMode: options.instanceMode,
         maxConcurrency: options.maxConcurrency,
         maxQueue: options.maxQueue,
+        provisioned: options.provisioned,
+        idleTtlMs: options.idleTtl,
       };
       printFunction(await client.deploy(name, readFileSync(file), config), global.json);
     }),
@@ -199,7 +220,7 @@ program
 
 program
   .command('info')
-  .description('show a function')
+  .description('show a function: its config, its live instances and its counters')
   .argument('<name>', 'function name')
   .action((name: string) =>
     withClient(async (client, global) => {

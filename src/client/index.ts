@@ -16,11 +16,12 @@ import {
   ENDPOINT_PATH,
   type FunctionConfigInput,
   type FunctionInfo,
+  type FunctionLive,
   type InvokeResult,
 } from '../protocol/methods.js';
 
 export * from '../protocol/errors.js';
-export type { FunctionConfigInput, FunctionInfo, InvocationReport, InvokeResult } from '../protocol/methods.js';
+export type { FunctionConfigInput, FunctionInfo, FunctionLive, InvocationReport, InvokeResult } from '../protocol/methods.js';
 
 export interface ConnectOptions {
   /** The admin token (omit for a dev-mode daemon). */
@@ -105,7 +106,8 @@ export class KilnClient extends EventEmitter {
     return this.request('invoke', [params], options.timeoutMs);
   }
 
-  get(name: string): Promise<FunctionInfo> {
+  /** The function's current version, with what the daemon holds for it now (`live`). */
+  get(name: string): Promise<FunctionInfo & { live: FunctionLive }> {
     return this.request('functions.get', [{ name }]);
   }
 

@@ -182,6 +182,12 @@ function snapshotComponent(core: Uint8Array, info: ModuleInfo, maxPages: number,
 export interface GuestInstance {
   /** False once the Wasm instance faulted: reset() before the next invoke. */
   readonly healthy: boolean;
+  /** Whether a Wasm instance is in place, so the next invoke starts warm. */
+  readonly ready: boolean;
+  /** Bytes of linear memory the instance holds now (0 when not ready). */
+  readonly memoryBytes: number;
+  /** Creates the Wasm instance now, ahead of the invocation that will use it (a no-op when ready). */
+  warm(): void;
   invoke(invocation: Invocation): InvocationOutcome;
   /** Drops the Wasm instance and gives back its pooled memory; the next invoke is a cold start. */
   reset(): void;
@@ -210,6 +216,10 @@ abstract class BaseInstance implements GuestInstance {
     this.memory = instance.exports.memory as WebAssembly.Memory;
     this.fuel = instance.exports[FUEL_GLOBAL_EXPORT] as WebAssembly.Global;
     this.host.bindMemory(this.memory);
+  }
+
+  get memoryBytes(): number {
+    return this.memory?.buffer.byteLength ?? 0;
   }
 
   reset(): void {
@@ -266,14 +276,15 @@ abstract class BaseInstance implements GuestInstance {
     return outcome;
   }
 
+  abstract readonly ready: boolean;
+  abstract warm(): void;
   abstract invoke(invocation: Invocation): InvocationOutcome;
 }
 
-/** A handler component: restored from its snapshot on first use, then serves calls until it faults. */
+/** A handler component: restored from its snapshot (ahead of time, or on first use), then serves calls until it faults. */
 class ComponentInstance extends BaseInstance {
   private exports: HandlerExports | undefined;
   private initUs = 0;
-  private served = 0;
 
   constructor(
     prepared: PreparedFunction,
@@ -295,16 +306,24 @@ class ComponentInstance extends BaseInstance {
     return instance.exports as unknown as HandlerExports;
   }
 
+  get ready(): boolean {
+    return this.exports !== undefined;
+  }
+
+  warm(): void {
+    this.exports ??= this.start();
+  }
+
   override reset(): void {
     if (this.memory) this.pool.release(this.memory);
     super.reset();
     this.exports = undefined;
-    this.served = 0;
   }
 
   invoke(invocation: Invocation): InvocationOutcome {
     const started = nowUs();
-    const cold = this.served++ === 0;
+    // Cold means this invocation paid for the restore; one done ahead of time by warm() is not on its path.
+    const cold = this.exports === undefined;
     let result: { payload: Uint8Array; contentType: string } | KilnError;
     try {
       this.exports ??= this.start();
@@ -336,8 +355,15 @@ class ComponentInstance extends BaseInstance {
   }
 }
 
-/** A preview-1 command runs once per Wasm instance: every invocation instantiates it afresh (and its executor resets it after). */
+/**
+ * A preview-1 command runs once per Wasm instance: every invocation gets a new
+ * one (its executor resets it after). Nothing runs before _start, so an
+ * instance can still be made ahead of time by warm().
+ */
 class CommandInstance extends BaseInstance {
+  private instance: WebAssembly.Instance | undefined;
+  private initUs = 0;
+
   constructor(
     prepared: PreparedFunction,
     private readonly module: WebAssembly.Module,
@@ -345,14 +371,30 @@ class CommandInstance extends BaseInstance {
     super(prepared, true);
   }
 
+  get ready(): boolean {
+    return this.instance !== undefined;
+  }
+
+  warm(): void {
+    if (this.instance) return;
+    const began = nowUs();
+    this.instance = new WebAssembly.Instance(this.module, { [WASI_PREVIEW1]: this.host.imports });
+    this.bind(this.instance);
+    this.initUs = nowUs() - began;
+  }
+
+  override reset(): void {
+    super.reset();
+    this.instance = undefined;
+  }
+
   invoke(invocation: Invocation): InvocationOutcome {
     const started = nowUs();
+    const cold = this.instance === undefined;
     let result: { payload: Uint8Array; contentType: string } | KilnError;
-    let initUs = 0;
     try {
-      const instance = new WebAssembly.Instance(this.module, { [WASI_PREVIEW1]: this.host.imports });
-      this.bind(instance);
-      initUs = nowUs() - started;
+      this.warm();
+      const instance = this.instance!;
       this.host.setStdin(invocation.payload);
       this.refuel();
       let exitCode = 0;
@@ -371,6 +413,6 @@ class CommandInstance extends BaseInstance {
       result = this.fault(error);
     }
     this.host.setStdin(new Uint8Array(0));
-    return this.finish(started, true, initUs, result);
+    return this.finish(started, cold, cold ? this.initUs : 0, result);
   }
 }

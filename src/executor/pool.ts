@@ -4,6 +4,11 @@
 // the next already waiting. An executor runs its tasks in order, so the
 // oldest unanswered task is the one running: at a deadline only it fails,
 // and the tasks queued behind it go back to the pool's queue untouched.
+//
+// The pool also keeps the live view of every function's instances: each
+// executor reports what it holds when that changes (src/executor/instances.ts
+// decides), and provisioned instances are spread over the executors and
+// restored again on an executor that replaces a stopped one.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { GuestConfig, Invocation } from '../engine/index.js';
@@ -12,7 +17,8 @@ import { EncodedAnswer } from '../protocol/codec.js';
 import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, MAX_QUEUED_TASKS, PREPARE_TIMEOUT_MS } from '../limits.js';
 import { errorFromWire, InternalError, KilnError, ThrottledError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
-import type { InvokeTask, PrepareTask, Task, TaskReply } from './messages.js';
+import type { ForgetTask, FunctionLoad, Held, InvokeTask, PrepareTask, ProvisionTask, Task, WorkerMessage } from './messages.js';
+import type { WorkerOptions } from './worker.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -26,6 +32,7 @@ export interface FunctionRef {
   key: string;
   config: GuestConfig;
   timeoutMs: number;
+  idleTtlMs: number;
   /** The stored prepared form (what prepare() returned at deploy). */
   loadPrepared: () => Uint8Array;
 }
@@ -36,9 +43,27 @@ export interface Prepared {
   prepared: Uint8Array;
 }
 
+/** What the executors hold for one function version, over all of them, and what they dropped since it was deployed. */
+export interface InstanceStats {
+  instances: number;
+  instanceBytes: number;
+  executors: number;
+  reaped: number;
+  evicted: number;
+}
+
+export interface ExecutorPoolOptions {
+  /** Executor threads; default one per core. */
+  size?: number;
+  /** Bytes that idle instances and pooled memories may hold, over all executors. */
+  memoryBudgetBytes: number;
+}
+
 interface Pending {
   task: Task;
   fn: FunctionRef | undefined;
+  /** Set for a task that must run on this executor (a provisioned share). */
+  pinned?: Slot;
   timeoutMs: number;
   resolve: (value: never) => void;
   reject: (error: Error) => void;
@@ -53,8 +78,10 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
   /** Keys this worker holds prepared (or has been sent the artifact for). */
   keys: Set<string>;
+  /** What it last reported holding ready, by key. */
+  held: Map<string, Held>;
   /** Tasks to post at the end of this tick, in one message. */
-  outbox: Task[];
+  outbox: Array<Task | ForgetTask>;
 }
 
 export class ExecutorPool {
@@ -63,12 +90,18 @@ export class ExecutorPool {
   private nextId = 1;
   private closed = false;
   private flushScheduled = false;
+  private readonly workerOptions: WorkerOptions;
+  /** Functions with provisioned instances, by key: each executor keeps its share restored. */
+  private readonly provisioned = new Map<string, { fn: FunctionRef; count: number }>();
+  private readonly dropped = new Map<string, { reaped: number; evicted: number }>();
 
-  constructor(size = availableParallelism()) {
-    for (let i = 0; i < Math.max(1, size); i++) {
+  constructor(options: ExecutorPoolOptions) {
+    const size = Math.max(1, options.size ?? availableParallelism());
+    this.workerOptions = { memoryBudgetBytes: Math.floor(options.memoryBudgetBytes / size) };
+    for (let i = 0; i < size; i++) {
       const slot = { inflight: [], headSince: 0, timer: undefined, outbox: [] } as unknown as Slot;
-      this.startWorker(slot);
       this.slots.push(slot);
+      this.startWorker(slot);
     }
   }
 
@@ -85,6 +118,43 @@ export class ExecutorPool {
   invoke(fn: FunctionRef, invocation: Invocation): Promise<Executed> {
     const task: InvokeTask = { op: 'invoke', id: this.nextId++, key: fn.key, invocation };
     return this.submit(task, fn, fn.timeoutMs);
+  }
+
+  /**
+   * Keeps `count` instances of the function restored, spread over the
+   * executors, from now until forget(); resolves once they are. 0 stops.
+   */
+  async provision(fn: FunctionRef, count: number): Promise<void> {
+    if (count === 0) {
+      this.provisioned.delete(fn.key);
+      return;
+    }
+    this.provisioned.set(fn.key, { fn, count });
+    await Promise.all(this.slots.map((slot) => this.provisionOn(slot, fn.key)));
+  }
+
+  /** Drops a function version from every executor (a redeploy replaced it, or it was deleted). */
+  forget(key: string): void {
+    this.provisioned.delete(key);
+    this.dropped.delete(key);
+    for (const slot of this.slots) {
+      slot.held.delete(key);
+      if (slot.keys.delete(key)) this.post(slot, { op: 'forget', key });
+    }
+  }
+
+  /** The live view of one function version's instances. */
+  stats(key: string): InstanceStats {
+    const stats: InstanceStats = { instances: 0, instanceBytes: 0, executors: 0, reaped: 0, evicted: 0, ...this.dropped.get(key) };
+    for (const slot of this.slots) {
+      if (slot.keys.has(key)) stats.executors++;
+      const held = slot.held.get(key);
+      if (held) {
+        stats.instances += held.ready;
+        stats.instanceBytes += held.bytes;
+      }
+    }
+    return stats;
   }
 
   /** Fails everything queued or in flight and stops the workers. */
@@ -113,12 +183,28 @@ export class ExecutorPool {
   }
 
   private startWorker(slot: Slot): void {
-    const worker = new Worker(WORKER_URL);
-    worker.on('message', (reply: TaskReply) => this.onReply(slot, reply));
+    const worker = new Worker(WORKER_URL, { workerData: this.workerOptions });
+    worker.on('message', (message: WorkerMessage) => this.onMessage(slot, message));
     worker.on('error', (error) => this.replace(slot, new InternalError(`an executor crashed: ${error.message}`)));
     worker.unref();
     slot.worker = worker;
     slot.keys = new Set();
+    slot.held = new Map();
+    // A replacement restores the provisioned instances its predecessor held.
+    for (const key of this.provisioned.keys()) void this.provisionOn(slot, key).catch(() => {});
+  }
+
+  /** Sends this executor its share of a provisioned function (the first executors take the remainder). */
+  private provisionOn(slot: Slot, key: string): Promise<void> {
+    const entry = this.provisioned.get(key);
+    if (!entry || this.closed) return Promise.resolve();
+    const index = this.slots.indexOf(slot);
+    const count = Math.floor(entry.count / this.slots.length) + (index < entry.count % this.slots.length ? 1 : 0);
+    if (count === 0) return Promise.resolve();
+    const task: ProvisionTask = { op: 'provision', id: this.nextId++, key, count };
+    return new Promise((resolve, reject) => {
+      this.dispatch(slot, { task, fn: entry.fn, pinned: slot, timeoutMs: PREPARE_TIMEOUT_MS, resolve: resolve as (value: never) => void, reject }, performance.now());
+    });
   }
 
   /** The executor for the next task: least loaded, then one that holds the function; none if all are full or stalled. */
@@ -128,8 +214,8 @@ export class ExecutorPool {
     for (const slot of this.slots) {
       const load = slot.inflight.length;
       if (load >= EXECUTOR_PIPELINE_DEPTH) continue;
-      // Busy with a slow guest, or preparing (compiling and running init can take seconds).
-      if (load > 0 && (now - slot.headSince > EXECUTOR_STALL_MS || slot.inflight.some((p) => p.task.op === 'prepare'))) continue;
+      // Busy with a slow guest, or preparing or provisioning (compiling and running init can take seconds).
+      if (load > 0 && (now - slot.headSince > EXECUTOR_STALL_MS || slot.inflight.some((p) => p.task.op !== 'invoke'))) continue;
       const score = load * 2 + (fn && slot.keys.has(fn.key) ? 0 : 1);
       if (score < bestScore) {
         best = slot;
@@ -150,9 +236,9 @@ export class ExecutorPool {
 
   private dispatch(slot: Slot, pending: Pending, now: number): void {
     const { task, fn } = pending;
-    if (task.op === 'invoke' && fn && !slot.keys.has(fn.key)) {
+    if (task.op !== 'prepare' && fn && !slot.keys.has(fn.key)) {
       try {
-        task.prepare = { prepared: fn.loadPrepared(), config: fn.config };
+        task.load = { prepared: fn.loadPrepared(), config: fn.config, idleTtlMs: fn.idleTtlMs } satisfies FunctionLoad;
       } catch (error) {
         pending.reject(error instanceof KilnError ? error : new InternalError("cannot read the function's prepared form"));
         return;
@@ -161,6 +247,10 @@ export class ExecutorPool {
     }
     slot.inflight.push(pending);
     if (slot.inflight.length === 1) this.startHead(slot, now);
+    this.post(slot, task);
+  }
+
+  private post(slot: Slot, task: Task | ForgetTask): void {
     slot.outbox.push(task);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -174,7 +264,7 @@ export class ExecutorPool {
     for (const slot of this.slots) {
       if (slot.outbox.length === 0) continue;
       slot.worker.postMessage(slot.outbox);
-      for (const task of slot.outbox) if (task.op === 'invoke') delete task.prepare;
+      for (const task of slot.outbox) if ('load' in task) delete task.load;
       slot.outbox = [];
     }
   }
@@ -187,7 +277,18 @@ export class ExecutorPool {
     if (head) slot.timer = setTimeout(() => this.onTimeout(slot), head.timeoutMs);
   }
 
-  private onReply(slot: Slot, reply: TaskReply): void {
+  private onMessage(slot: Slot, reply: WorkerMessage): void {
+    if (reply.op === 'held') {
+      if (!slot.keys.has(reply.key)) return; // forgotten since
+      slot.held.set(reply.key, reply.held);
+      if (reply.reaped > 0 || reply.evicted > 0) {
+        const dropped = this.dropped.get(reply.key) ?? { reaped: 0, evicted: 0 };
+        dropped.reaped += reply.reaped;
+        dropped.evicted += reply.evicted;
+        this.dropped.set(reply.key, dropped);
+      }
+      return;
+    }
     const pending = slot.inflight[0];
     if (!pending || pending.task.id !== reply.id) return; // from a worker already replaced
     slot.inflight.shift();
@@ -195,7 +296,8 @@ export class ExecutorPool {
     switch (reply.op) {
       case 'need-artifact':
         slot.keys.delete(pending.fn!.key);
-        this.queue.unshift(pending);
+        if (pending.pinned) this.dispatch(slot, pending, performance.now());
+        else this.queue.unshift(pending);
         break;
       case 'invoke':
         // Structured cloning keeps the fields, not the class.
@@ -203,6 +305,9 @@ export class ExecutorPool {
         break;
       case 'prepare':
         pending.resolve({ kind: reply.kind, prepared: reply.prepared } as never);
+        break;
+      case 'provision':
+        pending.resolve(undefined as never);
         break;
       case 'error':
         pending.reject(errorFromWire(reply.error));
@@ -218,8 +323,8 @@ export class ExecutorPool {
     const seconds = head ? head.timeoutMs / 1000 : 0;
     this.replace(
       slot,
-      head?.task.op === 'prepare'
-        ? new TimeoutError(`preparing the function (compiling and running its initialisation) took longer than ${seconds} s`)
+      head && head.task.op !== 'invoke'
+        ? new TimeoutError(`${head.task.op === 'prepare' ? 'preparing' : 'provisioning'} the function took longer than ${seconds} s`)
         : new TimeoutError(`the invocation exceeded its ${head?.timeoutMs} ms timeout`, { timeoutMs: head?.timeoutMs }),
     );
   }
@@ -230,7 +335,9 @@ export class ExecutorPool {
     slot.timer = undefined;
     const [running, ...waiting] = slot.inflight.splice(0);
     running?.reject(error);
-    this.queue.unshift(...waiting);
+    // Provisioning belongs to this executor; its replacement provisions afresh.
+    for (const pending of waiting) if (pending.pinned) pending.resolve(undefined as never);
+    this.queue.unshift(...waiting.filter((pending) => !pending.pinned));
     slot.outbox = [];
     const old = slot.worker;
     old.removeAllListeners('message');

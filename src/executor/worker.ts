@@ -1,54 +1,28 @@
 // An executor thread: holds prepared functions and their instances and runs
 // invocations one at a time, so a guest never runs on the network thread.
-import { parentPort } from 'node:worker_threads';
-import { PreparedFunction, type GuestInstance } from '../engine/index.js';
-import { MemoryPool } from '../engine/snapshot/memory-pool.js';
-import { MAX_CACHED_FUNCTIONS_PER_EXECUTOR } from '../limits.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import { PreparedFunction } from '../engine/index.js';
 import { buildReport, summarize } from '../metering/report.js';
 import { EncodedAnswer, encode } from '../protocol/codec.js';
 import { InternalError, KilnError } from '../protocol/errors.js';
-import type { InvokeTask, Task, TaskReply } from './messages.js';
+import { InstanceCache, type CachedFunction } from './instances.js';
+import type { ForgetTask, InvokeTask, Task, TaskReply, WorkerMessage } from './messages.js';
 
-
-interface Cached {
-  prepared: PreparedFunction;
-  instance: GuestInstance | undefined;
+/** What the pool passes to each worker it starts. */
+export interface WorkerOptions {
+  /** This executor's share of the daemon's memory budget for idle instances and pooled memories. */
+  memoryBudgetBytes: number;
 }
 
-const cache = new Map<string, Cached>();
-/** Pre-touched linear memories, reused across this executor's instances. */
-const memories = new MemoryPool();
+const port = parentPort!;
+const post = (message: WorkerMessage) => port.postMessage(message);
+const { memoryBudgetBytes } = workerData as WorkerOptions;
+const cache = new InstanceCache(memoryBudgetBytes, (change) => post({ op: 'held', ...change }));
 
-function lookup(task: InvokeTask): Cached | undefined {
-  let entry = cache.get(task.key);
-  if (entry) {
-    cache.delete(task.key); // re-insert: Map order is the LRU order
-  } else if (task.prepare) {
-    entry = { prepared: PreparedFunction.decode(task.prepare.prepared, task.prepare.config), instance: undefined };
-    if (cache.size >= MAX_CACHED_FUNCTIONS_PER_EXECUTOR) {
-      const oldest = cache.keys().next().value!;
-      cache.get(oldest)!.instance?.reset();
-      cache.delete(oldest);
-    }
-  } else {
-    return undefined;
-  }
-  cache.set(task.key, entry);
-  return entry;
-}
-
-function run(task: Task): TaskReply {
-  if (task.op === 'prepare') {
-    const prepared = PreparedFunction.prepare(task.artifact, task.config);
-    return { id: task.id, op: 'prepare', kind: prepared.kind, prepared: prepared.encode() };
-  }
-  const entry = lookup(task);
-  if (!entry) return { id: task.id, op: 'need-artifact' };
-  const instance = (entry.instance ??= entry.prepared.instantiate(memories));
+function invoke(task: InvokeTask, entry: CachedFunction): TaskReply {
+  const instance = cache.take(entry);
   const outcome = instance.invoke(task.invocation);
-  // The host side is kept; the Wasm instance goes after a fault, in fresh mode,
-  // and after every command run (it lives for one run anyway; keeping it would only keep its memory).
-  if (!instance.healthy || entry.prepared.config.instanceMode === 'fresh' || entry.prepared.kind === 'command') instance.reset();
+  cache.giveBack(entry, instance);
   const { config } = entry.prepared;
   const report = buildReport(
     { requestId: task.invocation.requestId, function: config.functionName, version: config.functionVersion },
@@ -63,17 +37,42 @@ function run(task: Task): TaskReply {
   return { id: task.id, op: 'invoke', answer, summary: summarize(report, outcome.error?.code) };
 }
 
+/** Runs one task; returns its reply and, for a function, the entry to refill once the reply has left. */
+function run(task: Task): [TaskReply, CachedFunction | undefined] {
+  if (task.op === 'prepare') {
+    const prepared = PreparedFunction.prepare(task.artifact, task.config);
+    return [{ id: task.id, op: 'prepare', kind: prepared.kind, prepared: prepared.encode() }, undefined];
+  }
+  const entry = cache.lookup(task.key, task.load);
+  if (!entry) return [{ id: task.id, op: 'need-artifact' }, undefined];
+  if (task.op === 'provision') {
+    cache.provision(entry, task.count);
+    return [{ id: task.id, op: 'provision' }, undefined];
+  }
+  return [invoke(task, entry), entry];
+}
+
 // Tasks arrive in batches; each reply leaves as soon as its task is done, so
 // a later task that never returns cannot hold back an earlier answer.
-parentPort!.on('message', (tasks: Task[]) => {
+port.on('message', (tasks: Array<Task | ForgetTask>) => {
   for (const task of tasks) {
+    if (task.op === 'forget') {
+      cache.forget(task.key);
+      continue;
+    }
     let reply: TaskReply;
+    let refill: CachedFunction | undefined;
     try {
-      reply = run(task);
+      [reply, refill] = run(task);
     } catch (error) {
       const wire = error instanceof KilnError ? error.toWire() : new InternalError(`executor failed: ${String(error)}`).toWire();
       reply = { id: task.id, op: 'error', error: wire };
     }
-    parentPort!.postMessage(reply);
+    post(reply);
+    try {
+      if (refill) cache.refill(refill);
+    } catch {
+      // A restore that fails here is retried on the request path, where its error has someone to go to.
+    }
   }
 });

@@ -31,6 +31,10 @@ export interface FunctionConfigInput {
   maxConcurrency?: number;
   /** Invocations that may wait for a slot when maxConcurrency are running; the rest get THROTTLED. */
   maxQueue?: number;
+  /** Instances kept restored at all times, spread over the executors (provisioned concurrency). */
+  provisioned?: number;
+  /** Idle time after which an instance beyond the provisioned ones is dropped. */
+  idleTtlMs?: number;
 }
 
 export interface FunctionConfig {
@@ -41,6 +45,29 @@ export interface FunctionConfig {
   instanceMode: InstanceMode;
   maxConcurrency?: number;
   maxQueue: number;
+  provisioned: number;
+  idleTtlMs: number;
+}
+
+/** What the daemon holds for a function's current version right now, and what it has done since it started. */
+export interface FunctionLive {
+  /** Instances restored and ready to serve, over all executors. */
+  instances: number;
+  /** Executors holding the compiled function. */
+  executors: number;
+  /** Bytes of linear memory those instances hold. */
+  instanceBytes: number;
+  /** Invocations running or waiting for an executor, and waiting at the concurrency limit. */
+  inflight: number;
+  queued: number;
+  invocations: number;
+  coldStarts: number;
+  errors: number;
+  timeouts: number;
+  throttled: number;
+  /** Instances dropped after idling past idleTtlMs, and to keep the memory budget. */
+  reaped: number;
+  evicted: number;
 }
 
 export interface FunctionInfo {
@@ -144,8 +171,12 @@ function configInput(value: unknown): FunctionConfigInput {
   const fuel = optionalNumber(raw.fuel, 'config.fuel');
   const maxConcurrency = optionalNumber(raw.maxConcurrency, 'config.maxConcurrency');
   const maxQueue = optionalNumber(raw.maxQueue, 'config.maxQueue');
+  const provisioned = optionalNumber(raw.provisioned, 'config.provisioned');
+  const idleTtlMs = optionalNumber(raw.idleTtlMs, 'config.idleTtlMs');
   if (maxConcurrency !== undefined) config.maxConcurrency = maxConcurrency;
   if (maxQueue !== undefined) config.maxQueue = maxQueue;
+  if (provisioned !== undefined) config.provisioned = provisioned;
+  if (idleTtlMs !== undefined) config.idleTtlMs = idleTtlMs;
   if (memoryMb !== undefined) config.memoryMb = memoryMb;
   if (timeoutMs !== undefined) config.timeoutMs = timeoutMs;
   if (fuel !== undefined) config.fuel = fuel;

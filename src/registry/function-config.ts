@@ -3,7 +3,12 @@
 import {
   DEFAULT_FUEL,
   DEFAULT_INSTANCE_MODE,
+  DEFAULT_IDLE_TTL_MS,
   DEFAULT_MAX_QUEUE,
+  DEFAULT_PROVISIONED,
+  MAX_IDLE_TTL_MS,
+  MAX_PROVISIONED,
+  MIN_IDLE_TTL_MS,
   MAX_CONCURRENCY,
   MAX_QUEUE,
   DEFAULT_MEMORY_MB,
@@ -47,5 +52,16 @@ export function resolveConfig(input: FunctionConfigInput): FunctionConfig {
       ? {}
       : { maxConcurrency: integerIn(input.maxConcurrency, 0, 1, MAX_CONCURRENCY, 'maxConcurrency') }),
     maxQueue: integerIn(input.maxQueue, DEFAULT_MAX_QUEUE, 0, MAX_QUEUE, 'maxQueue'),
+    provisioned: integerIn(input.provisioned, DEFAULT_PROVISIONED, 0, MAX_PROVISIONED, 'provisioned'),
+    idleTtlMs: integerIn(input.idleTtlMs, DEFAULT_IDLE_TTL_MS, MIN_IDLE_TTL_MS, MAX_IDLE_TTL_MS, 'idleTtlMs'),
   };
 }
+
+/**
+ * The part of a config the prepared form depends on, as a comparable string:
+ * init sees the env, runs under the fuel budget, and the memory cap is
+ * rewritten into the module. Scheduling fields (timeout, instance mode,
+ * concurrency, provisioned, idle TTL) can change without preparing again.
+ */
+export const preparedShape = (config: FunctionConfig): string =>
+  JSON.stringify([config.memoryMb, config.fuel, Object.entries(config.env).sort(([a], [b]) => (a < b ? -1 : 1))]);

@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FunctionConfig, FunctionInfo, GuestKind } from '../protocol/methods.js';
 import { ArtifactStore } from './artifacts.js';
+import { preparedShape, resolveConfig } from './function-config.js';
 import type { NewVersion, Store } from './store.js';
 
 // Versions are immutable; a function's current version is its newest row.
@@ -40,7 +41,8 @@ const toInfo = (row: VersionRow): FunctionInfo => ({
   digest: row.digest,
   preparedDigest: row.prepared,
   size: row.size,
-  config: JSON.parse(row.config) as FunctionConfig,
+  // Through resolveConfig so a row stored before a config field existed gets its default.
+  config: resolveConfig(JSON.parse(row.config) as FunctionConfig),
   createdAt: row.created_at,
 });
 
@@ -72,8 +74,8 @@ export class SqliteStore implements Store {
         `INSERT INTO versions (name, version, kind, digest, prepared, size, config, created_at)
          VALUES (@name, COALESCE((SELECT MAX(version) FROM versions WHERE name = @name), 0) + 1, @kind, @digest, @prepared, @size, @config, @createdAt)`,
       ),
-      findPrepared: this.db.prepare<[string, string, string], { kind: GuestKind; preparedDigest: string }>(
-        'SELECT kind, prepared AS preparedDigest FROM versions WHERE name = ? AND digest = ? AND config = ? LIMIT 1',
+      sameArtifact: this.db.prepare<[string, string], { kind: GuestKind; preparedDigest: string; config: string }>(
+        'SELECT kind, prepared AS preparedDigest, config FROM versions WHERE name = ? AND digest = ? ORDER BY version DESC',
       ),
       digestsOf: this.db.prepare<[string, string], { digest: string }>(
         'SELECT digest FROM versions WHERE name = ? UNION SELECT prepared FROM versions WHERE name = ?',
@@ -113,7 +115,11 @@ export class SqliteStore implements Store {
   }
 
   findPrepared(name: string, artifactDigest: string, config: FunctionConfig): { kind: GuestKind; preparedDigest: string } | undefined {
-    return this.statements.findPrepared.get(name, artifactDigest, JSON.stringify(config));
+    const shape = preparedShape(config);
+    const match = this.statements.sameArtifact
+      .all(name, artifactDigest)
+      .find((row) => preparedShape(resolveConfig(JSON.parse(row.config) as FunctionConfig)) === shape);
+    return match && { kind: match.kind, preparedDigest: match.preparedDigest };
   }
 
   list(): FunctionInfo[] {

@@ -20,9 +20,8 @@ export interface Store {
   list(): FunctionInfo[];
   /**
    * The prepared form of an earlier version of this function with the same
-   * artifact and the same whole config (init sees the name, env, memory limit
-   * and fuel budget; matching all of it is the simple, safe rule): a redeploy
-   * reuses it instead of preparing again.
+   * artifact and the same config where it shapes the prepared form (see
+   * preparedShape): a redeploy reuses it instead of preparing again.
    */
   findPrepared(name: string, artifactDigest: string, config: FunctionConfig): { kind: GuestKind; preparedDigest: string } | undefined;
   /** Removes the function and all its versions; false if there was none. */

@@ -26,6 +26,11 @@ class Gate {
 export class Admission {
   private readonly gates = new Map<string, Gate>();
 
+  /** Invocations of the function waiting at its concurrency limit. */
+  queued(fn: string): number {
+    return this.gates.get(fn)?.waiting.length ?? 0;
+  }
+
   /** Runs `task` when the function has room, or throws THROTTLED if even its queue is full. */
   run<T>(fn: string, limits: AdmissionLimits, task: () => Promise<T>): Promise<T> {
     // Most functions set no limit: no gate, and no extra promise on the invocation path.

@@ -7,7 +7,7 @@ import type { Executed, ExecutorPool, FunctionRef } from '../executor/pool.js';
 import { buildReport, summarize } from '../metering/report.js';
 import type { EncodedAnswer } from '../protocol/codec.js';
 import type { Logger } from '../observability/logger.js';
-import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError, ThrottledError } from '../protocol/errors.js';
+import { KilnError, MethodNotFoundError, NotFoundError, PayloadTooLargeError, ThrottledError, TimeoutError } from '../protocol/errors.js';
 import { Admission } from '../scheduler/admission.js';
 import {
   parseDeployParams,
@@ -15,6 +15,7 @@ import {
   parseListParams,
   parseNameParams,
   type FunctionInfo,
+  type FunctionLive,
   type Method,
 } from '../protocol/methods.js';
 import { MAX_ARTIFACT_BYTES } from '../limits.js';
@@ -50,12 +51,20 @@ function lostOutcome(error: KilnError, durationMs: number): InvocationOutcome {
   };
 }
 
+/** One function version as the executors know it, and what it has done since the daemon started. */
+interface Deployed {
+  ref: FunctionRef;
+  counters: { inflight: number; invocations: number; coldStarts: number; errors: number; timeouts: number; throttled: number };
+}
+
+const keyOf = (info: FunctionInfo) => `${info.name}@${info.version}/${info.createdAt}`;
+
 export class Methods {
   /** Typed by the protocol's method list, so a method the protocol names cannot go unimplemented. */
   private readonly table: Record<Method, MethodHandler>;
   private readonly admission = new Admission();
-  /** One executor reference per immutable version (the store hands out the same info object until it changes). */
-  private readonly refs = new WeakMap<FunctionInfo, FunctionRef>();
+  /** Per immutable version (the store hands out the same info object until it changes). */
+  private readonly deployed = new WeakMap<FunctionInfo, Deployed>();
 
   constructor(
     private readonly store: Store,
@@ -64,7 +73,7 @@ export class Methods {
   ) {
     this.table = {
       'functions.deploy': (p) => this.deploy(p),
-      'functions.get': (p) => this.get(parseNameParams(p, 'functions.get')),
+      'functions.get': (p) => this.describe(parseNameParams(p, 'functions.get')),
       'functions.list': (p) => (parseListParams(p), this.store.list()),
       'functions.delete': (p) => this.remove(parseNameParams(p, 'functions.delete')),
       invoke: (p) => this.invoke(p),
@@ -90,9 +99,35 @@ export class Methods {
     const { kind, prepared } = known
       ? { kind: known.kind, prepared: this.store.readArtifact(known.preparedDigest) }
       : await this.pool.prepare(wasm, guestConfig({ name, version: 0, config }));
+    const previous = this.store.get(name);
     const info = this.store.publish({ name, kind, artifact: wasm, prepared, config });
     this.log.info({ function: name, version: info.version, kind, digest: info.digest, size: info.size }, 'deployed');
+    // The old version's instances go; invocations already on their way still finish on it.
+    if (previous) this.pool.forget(keyOf(previous));
+    await this.provision(info);
     return info;
+  }
+
+  /** Restores the provisioned instances of every stored function (at daemon start). */
+  provisionAll(): void {
+    for (const info of this.store.list()) void this.provision(info);
+  }
+
+  private async provision(info: FunctionInfo): Promise<void> {
+    if (info.config.provisioned === 0) return;
+    try {
+      await this.pool.provision(this.deployedFor(info).ref, info.config.provisioned);
+    } catch (error) {
+      // The function still runs, cold; the failure is the operator's to see.
+      this.log.warn({ function: info.name, version: info.version, err: error }, 'provisioning failed');
+    }
+  }
+
+  private describe(name: string): FunctionInfo & { live: FunctionLive } {
+    const info = this.get(name);
+    const { ref, counters } = this.deployedFor(info);
+    const { instances, instanceBytes, executors, reaped, evicted } = this.pool.stats(ref.key);
+    return { ...info, live: { instances, instanceBytes, executors, queued: this.admission.queued(info.name), ...counters, reaped, evicted } };
   }
 
   private get(name: string): FunctionInfo {
@@ -102,7 +137,9 @@ export class Methods {
   }
 
   private remove(name: string): { deleted: true } {
-    if (!this.store.delete(name)) throw new NotFoundError(`function "${name}" does not exist`);
+    const info = this.store.get(name);
+    if (!info || !this.store.delete(name)) throw new NotFoundError(`function "${name}" does not exist`);
+    this.pool.forget(keyOf(info));
     this.log.info({ function: name }, 'deleted');
     return { deleted: true };
   }
@@ -111,12 +148,15 @@ export class Methods {
   private async invoke(params: unknown[]): Promise<EncodedAnswer> {
     const request = parseInvokeParams(params);
     const info = this.get(request.function);
+    const { ref, counters } = this.deployedFor(info);
+    counters.invocations++;
+    counters.inflight++;
     const requestId = randomUUID();
     const started = performance.now();
     let executed: Executed;
     try {
       executed = await this.admission.run(info.name, info.config, () =>
-        this.pool.invoke(this.refFor(info), {
+        this.pool.invoke(ref, {
           payload: request.payload,
           contentType: request.contentType,
           requestId,
@@ -124,7 +164,12 @@ export class Methods {
         }),
       );
     } catch (error) {
-      if (error instanceof ThrottledError) throw error; // refused before it ran: nothing to report
+      if (error instanceof ThrottledError) {
+        counters.throttled++;
+        throw error; // refused before it ran: nothing to report
+      }
+      counters.errors++;
+      if (error instanceof TimeoutError) counters.timeouts++;
       if (!(error instanceof KilnError)) throw error;
       const report = buildReport(
         { requestId, function: info.name, version: info.version },
@@ -132,18 +177,23 @@ export class Methods {
       );
       this.log.info(summarize(report, error.code), 'REPORT');
       throw new KilnError(error.code, error.message, { ...(error.data as object | undefined), report });
+    } finally {
+      counters.inflight--;
     }
+    if (executed.summary.cold) counters.coldStarts++;
+    if (executed.answer.isError) counters.errors++;
     this.log.info(executed.summary, 'REPORT');
     return executed.answer;
   }
 
-  private refFor(info: FunctionInfo): FunctionRef {
-    let ref = this.refs.get(info);
-    if (!ref) {
-      ref = {
-        key: `${info.name}@${info.version}/${info.createdAt}`,
+  private deployedFor(info: FunctionInfo): Deployed {
+    let deployed = this.deployed.get(info);
+    if (!deployed) {
+      const ref: FunctionRef = {
+        key: keyOf(info),
         config: guestConfig(info),
         timeoutMs: info.config.timeoutMs,
+        idleTtlMs: info.config.idleTtlMs,
         loadPrepared: () => {
           try {
             return this.store.readArtifact(info.preparedDigest);
@@ -154,8 +204,9 @@ export class Methods {
           }
         },
       };
-      this.refs.set(info, ref);
+      deployed = { ref, counters: { inflight: 0, invocations: 0, coldStarts: 0, errors: 0, timeouts: 0, throttled: 0 } };
+      this.deployed.set(info, deployed);
     }
-    return ref;
+    return deployed;
   }
 }

@@ -73,7 +73,9 @@ describe('deploy and invoke', () => {
     const second = await client.deploy('temp', guest('c/hello.wasm'), { memoryMb: 32 });
     expect(second).toMatchObject({ version: 2, config: { memoryMb: 32, timeoutMs: 30000, env: {}, instanceMode: 'reuse' } });
     expect((await client.list()).map((f) => f.name)).toContain('temp');
-    expect(await client.get('temp')).toEqual(second);
+    const { live, ...current } = await client.get('temp');
+    expect(current).toEqual(second);
+    expect(live).toMatchObject({ instances: 0, invocations: 0 });
     expect(await client.delete('temp')).toEqual({ deleted: true });
     await expect(client.get('temp')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(client.invoke('temp', 'x')).rejects.toMatchObject({ code: 'NOT_FOUND' });

@@ -69,7 +69,9 @@ describe('SqliteStore', () => {
 
 describe('resolveConfig', () => {
   it('fills defaults and enforces bounds', () => {
-    expect(resolveConfig({})).toEqual({ env: {}, memoryMb: 128, timeoutMs: 30000, fuel: 10_000_000_000, instanceMode: 'reuse', maxQueue: 100 });
+    expect(resolveConfig({})).toEqual({ env: {}, memoryMb: 128, timeoutMs: 30000, fuel: 10_000_000_000, instanceMode: 'reuse', maxQueue: 100, provisioned: 0, idleTtlMs: 600_000 });
+    expect(() => resolveConfig({ provisioned: 101 })).toThrow(/provisioned/);
+    expect(() => resolveConfig({ idleTtlMs: 99 })).toThrow(/idleTtlMs/);
     expect(resolveConfig({ maxConcurrency: 4 }).maxConcurrency).toBe(4);
     expect(() => resolveConfig({ memoryMb: 0 })).toThrow(/memoryMb/);
     expect(() => resolveConfig({ timeoutMs: 900_001 })).toThrow(/timeoutMs/);

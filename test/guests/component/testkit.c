@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../../guest-sdk/c/kiln.h"
@@ -89,6 +90,17 @@ int kiln_handle(const kiln_request *req, kiln_response *res) {
     char *big = malloc(n);
     memset(big, 'y', n);
     return kiln_respond(res, big, n, "application/octet-stream");
+  }
+  if (starts(req, "spin:")) { /* busy for N ms of wall time: a CPU-heavy guest */
+    long ms = strtol((const char *)req->body.ptr + 5, NULL, 10);
+    struct timespec now, start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+      for (volatile int i = 0; i < 1000; i++) {
+      }
+      clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+    return kiln_respond_str(res, "spun", "text/plain");
   }
   if (is(req, "fail")) return kiln_fail(res, "bad_input", "asked to fail");
   fprintf(stdout, "echoing %zu bytes\n", req->body.len);
