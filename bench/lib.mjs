@@ -256,17 +256,18 @@ export class RpcConnection {
 
   /**
    * Keeps `inFlight` requests [0, id, method, params] outstanding until
-   * `requests` have been sent or `durationMs` has passed (whichever is set
-   * and comes first), then waits for the rest. Records every round trip in
-   * nanoseconds (process.hrtime.bigint, send to receipt of the answer).
+   * `requests` have been sent, `durationMs` has passed or `signal` (an
+   * AbortSignal) is aborted (whichever is set and comes first), then waits
+   * for the rest. Records every round trip in nanoseconds
+   * (process.hrtime.bigint, send to receipt of the answer).
    *
    * Each response's msgid and nil error are read from its header; the full
    * frame is decoded and passed to `check(result)` for the first `verifyFirst`
    * answers and then every `verifyEvery`-th, so the load generator's own
    * decoding cost stays small and equal for every target.
    */
-  load({ method, params, inFlight, requests = Infinity, durationMs = Infinity, check, verifyFirst = 64, verifyEvery = 1024 }) {
-    if (requests === Infinity && durationMs === Infinity) throw new Error('load: set requests or durationMs');
+  load({ method, params, inFlight, requests = Infinity, durationMs = Infinity, signal, check, verifyFirst = 64, verifyEvery = 1024 }) {
+    if (requests === Infinity && durationMs === Infinity && !signal) throw new Error('load: set requests, durationMs or signal');
     if (this.closedError) return Promise.reject(this.closedError);
     const maxRequests = Math.min(requests, 10_000_000);
     // Requests are encoded once with a 32-bit msgid and the id is patched in.
@@ -302,6 +303,7 @@ export class RpcConnection {
         if (done) return;
         done = true;
         clearInterval(watchdog);
+        signal?.removeEventListener('abort', onAbort);
         this.onResponse = undefined;
         this.onFailure = undefined;
         if (error) return reject(error);
@@ -331,7 +333,7 @@ export class RpcConnection {
       };
       const refill = () => {
         while (!stopSending && outstanding < inFlight) {
-          if (sent >= maxRequests || (deadline !== Infinity && now() >= deadline)) {
+          if (sent >= maxRequests || (deadline !== Infinity && now() >= deadline) || signal?.aborted) {
             stopSending = true;
             break;
           }
@@ -339,6 +341,12 @@ export class RpcConnection {
         }
         if (stopSending && outstanding === 0) finish();
       };
+      // Stopping early sends nothing more; the answers still outstanding are awaited.
+      const onAbort = () => {
+        stopSending = true;
+        if (outstanding === 0) finish();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.onFailure = (error) => finish(error);
       this.onResponse = (frame) => {
         const t = now();
@@ -374,6 +382,61 @@ export class RpcConnection {
         finish(error);
       }
     });
+  }
+
+  /**
+   * Encodes `count` requests [0, id, method, params] now and returns
+   * `fire(base)`, which sends them all in one go and resolves once every one
+   * is answered with { sentNs, answers }: when the last send returned and,
+   * per answer, its arrival (`atNs`) — both in ns since `base`, a
+   * process.hrtime.bigint() — and its decoded `error` and `result`.
+   * Encoding beforehand lets several connections be armed and then fired
+   * together; answers are decoded only after the last one arrives, so no
+   * decoding delays a timestamp. Unlike `load`, an error answer is a result,
+   * not a failure.
+   */
+  armBurst({ method, params, count, timeoutMs = 60_000 }) {
+    const ids = new Set();
+    const frames = [];
+    for (let i = 0; i < count; i++) {
+      const id = this.takeId();
+      ids.add(id);
+      frames.push(packr.pack([0, id, method, params]));
+    }
+    return (base) =>
+      new Promise((resolve, reject) => {
+        if (this.closedError) return reject(this.closedError);
+        const arrived = [];
+        let sentNs = NaN;
+        const finish = (error) => {
+          clearTimeout(timer);
+          this.onResponse = undefined;
+          this.onFailure = undefined;
+          if (error) return reject(error);
+          const answers = arrived.map(({ atNs, frame }) => {
+            const message = packr.unpack(frame);
+            return { atNs, error: message[2] ?? undefined, result: message[3] ?? undefined };
+          });
+          resolve({ sentNs, answers });
+        };
+        const timer = setTimeout(() => finish(new Error(`burst on ${this.url}: ${count - arrived.length} of ${count} unanswered after ${timeoutMs} ms`)), timeoutMs);
+        this.onFailure = (error) => finish(error);
+        this.onResponse = (frame) => {
+          const atNs = Number(process.hrtime.bigint() - base);
+          const header = responseHeader(frame);
+          if (!header || !ids.delete(header.id)) return finish(new Error(`burst on ${this.url}: unexpected frame ${frame.subarray(0, 32).toString('hex')}`));
+          arrived.push({ atNs, frame });
+          if (ids.size === 0) finish();
+        };
+        // ws writes every frame on its own; with its net.Socket (a private but
+        // long-stable field) corked, the whole burst leaves in one write and
+        // reaches the server together, as a burst should.
+        const tcp = this.socket._socket;
+        tcp?.cork();
+        for (const frame of frames) this.socket.send(frame, { binary: true });
+        tcp?.uncork();
+        sentNs = Number(process.hrtime.bigint() - base);
+      });
   }
 
   close() {
@@ -420,6 +483,19 @@ export function concat(arrays) {
 }
 
 export const round = (x, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+
+/** Round trips (ns, in any order) summarised in µs: count, p50, p99, mean. */
+export function latencyUs(latenciesNs) {
+  const sorted = sortedCopy(latenciesNs);
+  const us = (ns) => round(ns / 1000, 1);
+  return { requests: sorted.length, p50Us: us(median(sorted)), p99Us: us(p99(sorted)), meanUs: us(mean(sorted)) };
+}
+
+/** The min / median / max of per-round values. */
+export function spread(values) {
+  const sorted = sortedCopy(values);
+  return { min: round(sorted[0]), median: round(median(sorted)), max: round(sorted[sorted.length - 1]) };
+}
 
 // ------------------------------------------------------------ environment
 
@@ -479,6 +555,38 @@ export function emit(report, rows = [], notes = []) {
     process.stderr.write(`${line}\n`);
   }
   for (const note of notes) process.stderr.write(`${note}\n`);
+}
+
+/**
+ * Reads --NAME from `flags` (parseFlags) as a positive integer, or `fallback`
+ * when absent.
+ */
+export function intFlag(flags, name, fallback) {
+  if (flags[name] === undefined) return fallback;
+  const value = Number(flags[name]);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer`);
+  return value;
+}
+
+/** True for --quick or BENCH_QUICK=1. */
+export const isQuick = (flags) => Boolean(flags.quick) || process.env.BENCH_QUICK === '1';
+
+/**
+ * A payload of `bytes` lower-case ASCII letters and what the C hello guest
+ * answers to it (the same, upper-cased): a check no echo can pass by accident.
+ */
+export function helloPayload(bytes) {
+  const payload = Buffer.alloc(bytes);
+  for (let i = 0; i < payload.length; i++) payload[i] = 0x61 + (i % 26);
+  return { payload, upper: Buffer.from(payload.toString('latin1').toUpperCase(), 'latin1') };
+}
+
+/** Throws unless `result.payload` holds exactly the bytes `expected`. */
+export function expectPayload(result, expected, who) {
+  const got = result?.payload;
+  if (!(got instanceof Uint8Array) || !Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(expected)) {
+    throw new Error(`${who}: wrong payload ${JSON.stringify(result).slice(0, 300)}`);
+  }
 }
 
 /** Parses --flag and --flag=value / --flag value arguments. */

@@ -14,7 +14,17 @@ import { join } from 'node:path';
 import { machineInfo, ROOT } from './lib.mjs';
 
 // Benchmarks in the order they run; a file that does not exist is skipped.
-const BENCHMARKS = ['invoke.mjs', 'handoff.mjs', 'warmcall.mjs', 'coldstart.mjs', 'coldstart-snapshot.mjs', 'fuel.mjs'];
+const BENCHMARKS = [
+  'invoke.mjs',
+  'handoff.mjs',
+  'warmcall.mjs',
+  'coldstart.mjs',
+  'coldstart-snapshot.mjs',
+  'fuel.mjs',
+  'e2e.mjs',
+  'burst.mjs',
+  'mixed.mjs',
+];
 // A benchmark that takes longer than this is stopped and reported as failed.
 const TIMEOUT_MS = 15 * 60_000;
 
