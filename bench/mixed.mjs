@@ -5,9 +5,9 @@
 //
 //   heavy   the test kit component answering "spin:20" (busy for 20 ms of wall
 //           time), fuel 10¹² and a 60 s timeout so no limit stops it;
-//           --heavy-in-flight requests (default: two per executor, and the
-//           daemon runs one executor per core) kept outstanding, each answer
-//           replaced by a new request at once
+//           --heavy-in-flight requests (default: two per core, more than the
+//           executors it may occupy, so every core it can get stays busy)
+//           kept outstanding, each answer replaced by a new request at once
 //   light   the C handler component, 64 bytes upper-cased, 1 request in flight
 //
 // Each round measures the light function alone and then beside the saturated
@@ -55,8 +55,9 @@ const HEAVY = {
   guest: join(ROOT, 'build', 'guests', 'component', 'testkit.wasm'),
   config: { fuel: 1e12, timeoutMs: 60_000 },
 };
-// The daemon's default: one executor per core (bench/lib.mjs's startKiln passes no --workers).
-const EXECUTORS = os.availableParallelism();
+// The daemon's default is one executor per core plus one (bench/lib.mjs's startKiln passes no
+// --workers), and one function may occupy all but one: the heavy one can keep every core busy.
+const CORES = os.availableParallelism();
 
 const flags = parseFlags();
 const quick = isQuick(flags);
@@ -68,7 +69,7 @@ const config = {
   // The phase beside the heavy load ends after this long even if fewer light requests were answered.
   loadedMs: intFlag(flags, 'duration-ms', quick ? 3000 : 8000),
   spinMs: intFlag(flags, 'spin-ms', 20),
-  heavyInFlight: intFlag(flags, 'heavy-in-flight', EXECUTORS * 2),
+  heavyInFlight: intFlag(flags, 'heavy-in-flight', CORES * 2),
   rampMs: intFlag(flags, 'ramp-ms', 200),
   payloadBytes: 64,
 };
@@ -100,7 +101,7 @@ try {
   const heavy = (signal) =>
     heavyConn.load({ method: 'invoke', params: heavyParams, inFlight: config.heavyInFlight, signal, check: checkHeavy, verifyFirst: Infinity });
 
-  process.stderr.write(`mixed bench${quick ? ' (quick)' : ''}: kiln pid ${kiln.pid} port ${kiln.port}, ${EXECUTORS} executors, ` +
+  process.stderr.write(`mixed bench${quick ? ' (quick)' : ''}: kiln pid ${kiln.pid} port ${kiln.port}, ${CORES} cores, ` +
     `heavy spin:${config.spinMs} × ${config.heavyInFlight} in flight\n`);
 
   /** The light function at 1 in flight while the heavy one is saturated. */
@@ -156,7 +157,7 @@ try {
     bench: 'mixed',
     quick,
     machine: machineInfo(),
-    config: { ...config, executors: EXECUTORS, light: 'build/guests/c/hello.wasm', heavy: 'build/guests/component/testkit.wasm', logLevel: kiln.logLevel },
+    config: { ...config, cores: CORES, light: 'build/guests/c/hello.wasm', heavy: 'build/guests/component/testkit.wasm', logLevel: kiln.logLevel },
     light: { alone: lightAlone, besideHeavy: lightLoaded },
     heavy: {
       inFlight: config.heavyInFlight,
@@ -164,7 +165,7 @@ try {
       seconds: round(heavySeconds, 3),
       requestsPerSecond: round(heavyRequests / heavySeconds, 1),
       // What the executors could do if they did nothing but spin.
-      ceilingRequestsPerSecond: round((EXECUTORS * 1000) / config.spinMs, 1),
+      ceilingRequestsPerSecond: round((CORES * 1000) / config.spinMs, 1),
       latency: { p50Ms: round(heavyLatency.p50Us / 1000, 2), p99Ms: round(heavyLatency.p99Us / 1000, 2) },
       engineP50Ms: round(median(heavyEngine), 2),
     },

@@ -98,7 +98,7 @@ program
   .option('--host <host>', 'address to listen on (env KILN_HOST)', process.env.KILN_HOST ?? DEFAULT_HOST)
   .option('--port <port>', 'port to listen on, 0 for any (env KILN_PORT)', integer)
   .option('--data-dir <dir>', 'where functions and artifacts are stored (env KILN_DATA_DIR)', defaultDataDir())
-  .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core)', integer)
+  .option('--workers <n>', 'executor threads (env KILN_WORKERS; default: one per core, plus one)', integer)
   .option('--memory-budget <mb>', 'MiB that idle instances and pooled memories may hold (env KILN_MEMORY_BUDGET_MB; default: half the RAM)', integer)
   .option('--dev', 'development mode: no authentication, loopback only (env KILN_DEV=1)', process.env.KILN_DEV === '1')
   .action(async (flags: { host: string; port?: number; dataDir: string; workers?: number; memoryBudget?: number; dev: boolean }) => {

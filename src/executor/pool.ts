@@ -1,9 +1,13 @@
-// A pool of executor threads. Tasks wait in a FIFO queue on the network
-// thread and are handed to the least-loaded executor, up to
-// EXECUTOR_PIPELINE_DEPTH at a time so an executor finishing one task finds
-// the next already waiting. An executor runs its tasks in order, so the
-// oldest unanswered task is the one running: at a deadline only it fails,
-// and the tasks queued behind it go back to the pool's queue untouched.
+// A pool of executor threads. Tasks wait on the network thread, one queue per
+// function served round robin (src/scheduler/run-queue.ts), and are handed to
+// the least-loaded executor, preferring one that holds the function. Quick
+// tasks are pipelined, up to EXECUTOR_PIPELINE_DEPTH at a time, so an executor
+// finishing one finds the next already waiting; nothing is queued behind a
+// slow one (a function whose recent invocations ran past EXECUTOR_STALL_MS, a
+// prepare), and no function may take every executor, so a CPU-heavy function
+// at full load leaves one for the others. An executor runs its tasks in
+// order, so the oldest unanswered task is the one running: at a deadline only
+// it fails, and the tasks queued behind it go back to the queue untouched.
 //
 // The pool also keeps the live view of every function's instances: each
 // executor reports what it holds when that changes (src/executor/instances.ts
@@ -17,6 +21,7 @@ import { EncodedAnswer } from '../protocol/codec.js';
 import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, MAX_QUEUED_TASKS, PREPARE_TIMEOUT_MS } from '../limits.js';
 import { errorFromWire, InternalError, KilnError, ThrottledError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
+import { RunQueue } from '../scheduler/run-queue.js';
 import type { ForgetTask, FunctionLoad, Held, InvokeTask, PrepareTask, ProvisionTask, Task, WorkerMessage } from './messages.js';
 import type { WorkerOptions } from './worker.js';
 
@@ -64,6 +69,8 @@ interface Pending {
   fn: FunctionRef | undefined;
   /** Set for a task that must run on this executor (a provisioned share). */
   pinned?: Slot;
+  /** Expected to hold its executor for a while (decided at dispatch): nothing is pipelined behind it. */
+  slow: boolean;
   timeoutMs: number;
   resolve: (value: never) => void;
   reject: (error: Error) => void;
@@ -82,11 +89,31 @@ interface Slot {
   held: Map<string, Held>;
   /** Tasks to post at the end of this tick, in one message. */
   outbox: Array<Task | ForgetTask>;
+  /** In-flight tasks that are slow. */
+  slow: number;
+  /** In-flight tasks by function key. */
+  running: Map<string, number>;
 }
+
+/** Weight of the newest run time in a function's running average. */
+const RUN_TIME_SMOOTHING = 0.3;
+const PREPARE_QUEUE = '';
+
+/**
+ * One executor per core, plus one: a function may occupy all but one
+ * executor, so one CPU-heavy function at full load still gets every core.
+ */
+export const defaultExecutors = (): number => availableParallelism() + 1;
 
 export class ExecutorPool {
   private readonly slots: Slot[] = [];
-  private readonly queue: Pending[] = [];
+  private readonly queue = new RunQueue<Pending>((pending) => pending.fn?.key ?? PREPARE_QUEUE);
+  /** Executors one function may occupy at once: all but one, so others always find one. */
+  private readonly maxPerFunction: number;
+  /** Executors with tasks of a function in flight, by key. */
+  private readonly occupied = new Map<string, number>();
+  /** Running average of a function's run time on an executor, ms, by key. */
+  private readonly runTimes = new Map<string, number>();
   private nextId = 1;
   private closed = false;
   private flushScheduled = false;
@@ -96,10 +123,11 @@ export class ExecutorPool {
   private readonly dropped = new Map<string, { reaped: number; evicted: number }>();
 
   constructor(options: ExecutorPoolOptions) {
-    const size = Math.max(1, options.size ?? availableParallelism());
+    const size = Math.max(1, options.size ?? defaultExecutors());
+    this.maxPerFunction = Math.max(1, size - 1);
     this.workerOptions = { memoryBudgetBytes: Math.floor(options.memoryBudgetBytes / size) };
     for (let i = 0; i < size; i++) {
-      const slot = { inflight: [], headSince: 0, timer: undefined, outbox: [] } as unknown as Slot;
+      const slot = { inflight: [], headSince: 0, timer: undefined, outbox: [], slow: 0, running: new Map() } as unknown as Slot;
       this.slots.push(slot);
       this.startWorker(slot);
     }
@@ -137,6 +165,7 @@ export class ExecutorPool {
   forget(key: string): void {
     this.provisioned.delete(key);
     this.dropped.delete(key);
+    this.runTimes.delete(key);
     for (const slot of this.slots) {
       slot.held.delete(key);
       if (slot.keys.delete(key)) this.post(slot, { op: 'forget', key });
@@ -161,11 +190,11 @@ export class ExecutorPool {
   async close(): Promise<void> {
     this.closed = true;
     const shutdown = () => new UnavailableError('the daemon is shutting down');
-    for (const pending of this.queue.splice(0)) pending.reject(shutdown());
+    for (const pending of this.queue.drain()) pending.reject(shutdown());
     await Promise.all(
       this.slots.map(async (slot) => {
         clearTimeout(slot.timer);
-        for (const pending of slot.inflight.splice(0)) pending.reject(shutdown());
+        for (const pending of this.takeInflight(slot)) pending.reject(shutdown());
         await slot.worker.terminate();
       }),
     );
@@ -173,11 +202,11 @@ export class ExecutorPool {
 
   private submit<T>(task: Task, fn: FunctionRef | undefined, timeoutMs: number): Promise<T> {
     if (this.closed) return Promise.reject(new UnavailableError('the daemon is shutting down'));
-    if (this.queue.length >= MAX_QUEUED_TASKS) {
+    if (this.queue.size >= MAX_QUEUED_TASKS) {
       return Promise.reject(new ThrottledError(`the daemon has ${MAX_QUEUED_TASKS} invocations waiting for an executor`, { retryAfterMs: 100 }));
     }
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ task, fn, timeoutMs, resolve: resolve as (value: never) => void, reject });
+      this.queue.push({ task, fn, slow: false, timeoutMs, resolve: resolve as (value: never) => void, reject });
       this.pump();
     });
   }
@@ -203,19 +232,33 @@ export class ExecutorPool {
     if (count === 0) return Promise.resolve();
     const task: ProvisionTask = { op: 'provision', id: this.nextId++, key, count };
     return new Promise((resolve, reject) => {
-      this.dispatch(slot, { task, fn: entry.fn, pinned: slot, timeoutMs: PREPARE_TIMEOUT_MS, resolve: resolve as (value: never) => void, reject }, performance.now());
+      const pending: Pending = { task, fn: entry.fn, pinned: slot, slow: true, timeoutMs: PREPARE_TIMEOUT_MS, resolve: resolve as (value: never) => void, reject };
+      this.dispatch(slot, pending, performance.now());
     });
   }
 
-  /** The executor for the next task: least loaded, then one that holds the function; none if all are full or stalled. */
-  private pick(fn: FunctionRef | undefined, now: number): Slot | undefined {
+  /** Whether a task is expected to hold its executor past EXECUTOR_STALL_MS: a prepare or provision, or a function that recently did. */
+  private isSlow(pending: Pending): boolean {
+    return pending.task.op !== 'invoke' || (this.runTimes.get(pending.task.key) ?? 0) > EXECUTOR_STALL_MS;
+  }
+
+  /**
+   * The executor for the next task: least loaded, then one that holds the
+   * function; none if all are full, busy with something slow, or (for this
+   * function) if it already occupies all the executors it may.
+   */
+  private pick(pending: Pending, now: number): Slot | undefined {
+    const { fn } = pending;
+    const slow = this.isSlow(pending);
+    const atLimit = fn !== undefined && (this.occupied.get(fn.key) ?? 0) >= this.maxPerFunction;
     let best: Slot | undefined;
     let bestScore = Infinity;
     for (const slot of this.slots) {
       const load = slot.inflight.length;
       if (load >= EXECUTOR_PIPELINE_DEPTH) continue;
-      // Busy with a slow guest, or preparing or provisioning (compiling and running init can take seconds).
-      if (load > 0 && (now - slot.headSince > EXECUTOR_STALL_MS || slot.inflight.some((p) => p.task.op !== 'invoke'))) continue;
+      // Nothing behind a slow task, nor a slow task behind anything: it would wait, or make others wait, for all of it.
+      if (load > 0 && (slow || slot.slow > 0 || now - slot.headSince > EXECUTOR_STALL_MS)) continue;
+      if (atLimit && !slot.running.has(fn.key)) continue;
       const score = load * 2 + (fn && slot.keys.has(fn.key) ? 0 : 1);
       if (score < bestScore) {
         best = slot;
@@ -227,10 +270,10 @@ export class ExecutorPool {
 
   private pump(): void {
     const now = performance.now();
-    while (this.queue.length > 0) {
-      const slot = this.pick(this.queue[0]!.fn, now);
-      if (!slot) return;
-      this.dispatch(slot, this.queue.shift()!, now);
+    while (this.queue.size > 0) {
+      const next = this.queue.next((pending) => this.pick(pending, now));
+      if (!next) return;
+      this.dispatch(next[1], next[0], now);
     }
   }
 
@@ -245,9 +288,39 @@ export class ExecutorPool {
       }
       slot.keys.add(fn.key);
     }
+    pending.slow = this.isSlow(pending);
+    if (pending.slow) slot.slow++;
+    if (fn) {
+      const count = slot.running.get(fn.key) ?? 0;
+      slot.running.set(fn.key, count + 1);
+      if (count === 0) this.occupied.set(fn.key, (this.occupied.get(fn.key) ?? 0) + 1);
+    }
     slot.inflight.push(pending);
     if (slot.inflight.length === 1) this.startHead(slot, now);
     this.post(slot, task);
+  }
+
+  /** Removes a task from its executor's books (it was answered, or is going back to the queue). */
+  private settle(slot: Slot, pending: Pending): void {
+    if (pending.slow) slot.slow--;
+    const key = pending.fn?.key;
+    if (key === undefined) return;
+    const count = slot.running.get(key)! - 1;
+    if (count > 0) {
+      slot.running.set(key, count);
+      return;
+    }
+    slot.running.delete(key);
+    const occupied = this.occupied.get(key)! - 1;
+    if (occupied > 0) this.occupied.set(key, occupied);
+    else this.occupied.delete(key);
+  }
+
+  /** Every task in flight on an executor, taken off its books, oldest first. */
+  private takeInflight(slot: Slot): Pending[] {
+    const all = slot.inflight.splice(0);
+    for (const pending of all) this.settle(slot, pending);
+    return all;
   }
 
   private post(slot: Slot, task: Task | ForgetTask): void {
@@ -291,13 +364,16 @@ export class ExecutorPool {
     }
     const pending = slot.inflight[0];
     if (!pending || pending.task.id !== reply.id) return; // from a worker already replaced
+    const now = performance.now();
     slot.inflight.shift();
-    this.startHead(slot, performance.now());
+    this.settle(slot, pending);
+    if (pending.task.op === 'invoke' && reply.op === 'invoke') this.recordRunTime(pending.task.key, now - slot.headSince);
+    this.startHead(slot, now);
     switch (reply.op) {
       case 'need-artifact':
         slot.keys.delete(pending.fn!.key);
-        if (pending.pinned) this.dispatch(slot, pending, performance.now());
-        else this.queue.unshift(pending);
+        if (pending.pinned) this.dispatch(slot, pending, now);
+        else this.queue.requeue([pending]);
         break;
       case 'invoke':
         // Structured cloning keeps the fields, not the class.
@@ -314,6 +390,11 @@ export class ExecutorPool {
         break;
     }
     this.pump();
+  }
+
+  private recordRunTime(key: string, ms: number): void {
+    const average = this.runTimes.get(key);
+    this.runTimes.set(key, average === undefined ? ms : average + RUN_TIME_SMOOTHING * (ms - average));
   }
 
   // V8 cannot interrupt a guest that never returns: the only sure stop is to
@@ -333,11 +414,12 @@ export class ExecutorPool {
   private replace(slot: Slot, error: Error): void {
     clearTimeout(slot.timer);
     slot.timer = undefined;
-    const [running, ...waiting] = slot.inflight.splice(0);
+    const [running, ...waiting] = this.takeInflight(slot);
     running?.reject(error);
+    if (running?.task.op === 'invoke') this.recordRunTime(running.task.key, running.timeoutMs);
     // Provisioning belongs to this executor; its replacement provisions afresh.
     for (const pending of waiting) if (pending.pinned) pending.resolve(undefined as never);
-    this.queue.unshift(...waiting.filter((pending) => !pending.pinned));
+    this.queue.requeue(waiting.filter((pending) => !pending.pinned));
     slot.outbox = [];
     const old = slot.worker;
     old.removeAllListeners('message');

@@ -128,6 +128,28 @@ describe('executor isolation', () => {
     }
   });
 
+  it('a CPU-heavy function with more invocations than executors leaves one executor to the others', { timeout: 30_000 }, async () => {
+    // Six 300 ms spins at once on two executors: the heavy function may occupy
+    // only one of them (all but one), so its invocations queue behind each
+    // other, while a light invocation sent after all of them is answered first.
+    const order: string[] = [];
+    const spins = Array.from({ length: 6 }, (_, i) =>
+      client.invoke('spinner', 'spin:300').then((result) => {
+        order.push(`spin ${i}`);
+        return result;
+      }),
+    );
+    await sleep(20);
+    for (let i = 0; i < 5; i++) {
+      expect(text((await client.invoke('echo', `light ${i}`)).payload)).toBe(`LIGHT ${i}`);
+      order.push(`light ${i}`);
+    }
+    for (const spin of spins) expect(text((await spin).payload)).toBe('spun');
+    expect(order.slice(0, 5)).toEqual(['light 0', 'light 1', 'light 2', 'light 3', 'light 4']);
+    const live = (await client.get('spinner')).live;
+    expect(live.inflight).toBe(0);
+  });
+
   it('while a guest spins, a second connection can deploy a function and invoke it', { timeout: 30_000 }, async () => {
     let spinDoneAt = Infinity;
     const spin = client.invoke('spinner', `spin:${SPIN_MS}`).then((result) => {
