@@ -23,7 +23,8 @@ describe('kiln new and kiln build', () => {
     await daemon?.stop();
   });
 
-  it.each(['c', 'cpp', 'rust', 'as', 'js'])('%s: scaffold, build, deploy and invoke from an empty directory', async (lang) => {
+  // componentize-js alone takes 30-60 s on two busy cores.
+  it.each(['c', 'cpp', 'rust', 'as', 'js'])('%s: scaffold, build, deploy and invoke from an empty directory', { timeout: 180_000 }, async (lang) => {
     const workspace = mkdtempSync(join(tmpdir(), 'kiln-new-'));
     const name = `fn-${lang}`;
     expect((await kiln(workspace, 'new', name, '--lang', lang)).stdout).toContain(`created ${join(workspace, name)}`);
