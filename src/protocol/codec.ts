@@ -108,17 +108,27 @@ export class EncodedAnswer {
 
 const NIL = Uint8Array.of(0xc0);
 
-/** [1, id, error, result] around an already-encoded error or result. */
+/** Bytes of a msgid (an unsigned 32-bit integer) as MessagePack's smallest uint form. */
+const msgIdLength = (id: number): number => (id < 0x80 ? 1 : id < 0x100 ? 2 : id < 0x10000 ? 3 : 5);
+
+/**
+ * [1, id, error, result] around an already-encoded error or result, in one
+ * allocation: this runs once per invocation on the network thread, so the
+ * msgid is written in place rather than packed separately.
+ */
 export function encodeAnswer(id: number, answer: EncodedAnswer): Uint8Array {
-  const head = packr.pack(id);
   const error = answer.isError ? answer.bytes : NIL;
   const result = answer.isError ? NIL : answer.bytes;
-  const frame = new Uint8Array(2 + head.length + error.length + result.length);
+  const idLength = msgIdLength(id);
+  const frame = new Uint8Array(2 + idLength + error.length + result.length);
   frame[0] = 0x94; // fixarray of 4
   frame[1] = RESPONSE;
-  frame.set(head, 2);
-  frame.set(error, 2 + head.length);
-  frame.set(result, 2 + head.length + error.length);
+  if (idLength === 1) frame[2] = id;
+  else if (idLength === 2) frame.set([0xcc, id], 2);
+  else if (idLength === 3) frame.set([0xcd, id >>> 8, id & 0xff], 2);
+  else frame.set([0xce, id >>> 24, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff], 2);
+  frame.set(error, 2 + idLength);
+  frame.set(result, 2 + idLength + error.length);
   return frame;
 }
 

@@ -23,10 +23,10 @@ export interface RunningDaemon {
 
 export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'kiln-test-'));
 
-export async function startDaemon(options: { dev?: boolean; dataDir?: string; args?: string[] } = {}): Promise<RunningDaemon> {
+export async function startDaemon(options: { dev?: boolean; dataDir?: string; args?: string[]; logLevel?: string } = {}): Promise<RunningDaemon> {
   const dataDir = options.dataDir ?? tempDataDir();
   const args = [KILN_BIN, 'serve', '--port', '0', '--data-dir', dataDir, ...(options.dev ? ['--dev'] : []), ...(options.args ?? [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KILN_LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KILN_LOG_LEVEL: options.logLevel ?? 'warn' } });
   let output = '';
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));

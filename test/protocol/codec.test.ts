@@ -32,6 +32,13 @@ describe('codec', () => {
     expect(decodeMessage(encodeAnswer(3, new EncodedAnswer(encode(error), true)))).toEqual({ type: 1, id: 3, error, result: null });
   });
 
+  it('writes every msgid size the way msgpackr would', () => {
+    const answer = new EncodedAnswer(encode('ok'), false);
+    for (const id of [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1]) {
+      expect(Buffer.from(encodeAnswer(id, answer)).equals(Buffer.from(encodeResponse(id, null, 'ok'))), `msgid ${id}`).toBe(true);
+    }
+  });
+
   it('rejects what is not a message with the right code', () => {
     const code = (frame: Uint8Array) => {
       try {
