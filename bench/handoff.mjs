@@ -2,9 +2,12 @@
 // The hand-off between the network thread and an executor thread, measured
 // both ways in one run on this machine: a round trip (main → worker → main)
 // of a small task through
-//   ports  postMessage both ways: what src/executor/pool.ts uses
+//   ports  postMessage both ways
 //   atomics  a SharedArrayBuffer counter with Atomics.notify, the worker
 //          blocked in Atomics.wait and the main thread in Atomics.waitAsync
+// (src/executor/pool.ts uses neither alone: shared-memory rings carry the
+// tasks and replies, and a message wakes a side only when it may be asleep;
+// bench/e2e.mjs and bench/invoke.mjs measure that end to end.)
 // back to back (the next task leaves when the answer arrives) and after an
 // idle gap of 1 ms (the threads asleep, as at low load).
 // Prints one JSON object to stdout and a table to stderr.

@@ -13,6 +13,24 @@
 // executor reports what it holds when that changes (src/executor/instances.ts
 // decides), and provisioned instances are spread over the executors and
 // restored again on an executor that replaces a stopped one.
+//
+// The hand-off to an executor goes through two shared-memory rings, one each
+// way (src/executor/ring.ts), without a message per task: invocations and
+// their replies take them as flat records (messages.ts). The rest (prepare,
+// provision, forget, an invocation that carries its function's load or does
+// not fit) goes by message, and so do held notices, which need no order.
+// What needs order keeps it:
+// - To an executor, every task, ring or message, takes the next number of
+//   one sequence, and the executor runs them in that order: ring tasks
+//   behind a message that is still on its way wait for it.
+// - From an executor, replies come in the order of its tasks, so the pool
+//   takes the oldest in-flight task's reply from whichever way it comes; a
+//   later one that arrives first waits for it.
+// Tasks leave once per loop turn. Replies are read when the doorbell rings
+// and then, while they keep coming, once every turn without one. At a
+// deadline the ring is read before the executor is stopped, so only a task
+// that has not answered fails; a replacement gets new rings, and nothing its
+// predecessor writes later is read.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { GuestConfig, Invocation } from '../engine/index.js';
@@ -22,10 +40,28 @@ import { EXECUTOR_PIPELINE_DEPTH, EXECUTOR_STALL_MS, MAX_QUEUED_TASKS, PREPARE_T
 import { errorFromWire, InternalError, KilnError, ThrottledError, TimeoutError, UnavailableError } from '../protocol/errors.js';
 import type { GuestKind } from '../protocol/methods.js';
 import { RunQueue } from '../scheduler/run-queue.js';
-import type { ForgetTask, FunctionLoad, Held, InvokeTask, PrepareTask, ProvisionTask, Task, WorkerMessage } from './messages.js';
+import {
+  DOORBELL,
+  readInvokeReply,
+  replyId,
+  writeInvokeTask,
+  type ForgetTask,
+  type FunctionLoad,
+  type Held,
+  type InvokeTask,
+  type PostedTask,
+  type PrepareTask,
+  type ProvisionTask,
+  type Task,
+  type TaskReply,
+  type WorkerMessage,
+} from './messages.js';
+import { Ring } from './ring.js';
 import type { WorkerOptions } from './worker.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+/** Data bytes per ring: a full pipeline of ordinary invocations fits many times over. */
+const RING_BYTES = 1 << 20;
 
 /** A finished invocation: its answer, encoded by the executor, and the summary for the REPORT log. */
 export interface Executed {
@@ -78,6 +114,16 @@ interface Pending {
 
 interface Slot {
   worker: Worker;
+  /** Invoke tasks to the worker, written here. */
+  tasks: Ring;
+  /** Its invoke replies, read here. */
+  replies: Ring;
+  /** The sequence number of the next task sent to the worker, by ring or by message. */
+  seq: number;
+  /** Replies that came by message ahead of ring replies still unread, oldest first. */
+  early: TaskReply[];
+  /** Replies came this turn: read again next turn, without waiting for the doorbell. */
+  polling: boolean;
   /** Handed to this worker and not yet answered, oldest (running) first. */
   inflight: Pending[];
   /** When the oldest in-flight task became the running one. */
@@ -87,7 +133,7 @@ interface Slot {
   keys: Set<string>;
   /** What it last reported holding ready, by key. */
   held: Map<string, Held>;
-  /** Tasks to post at the end of this tick, in one message. */
+  /** Tasks to send at the end of this loop turn, all together. */
   outbox: Array<Task | ForgetTask>;
   /** In-flight tasks that are slow. */
   slow: number;
@@ -117,7 +163,7 @@ export class ExecutorPool {
   private nextId = 1;
   private closed = false;
   private flushScheduled = false;
-  private readonly workerOptions: WorkerOptions;
+  private readonly workerOptions: Omit<WorkerOptions, 'tasks' | 'replies'>;
   /** Functions with provisioned instances, by key: each executor keeps its share restored. */
   private readonly provisioned = new Map<string, { fn: FunctionRef; count: number }>();
   private readonly dropped = new Map<string, { reaped: number; evicted: number }>();
@@ -212,11 +258,19 @@ export class ExecutorPool {
   }
 
   private startWorker(slot: Slot): void {
-    const worker = new Worker(WORKER_URL, { workerData: this.workerOptions });
+    const tasks = Ring.allocate(RING_BYTES);
+    const replies = Ring.allocate(RING_BYTES);
+    const workerData: WorkerOptions = { ...this.workerOptions, tasks: tasks.buffer, replies: replies.buffer };
+    const worker = new Worker(WORKER_URL, { workerData });
     worker.on('message', (message: WorkerMessage) => this.onMessage(slot, message));
-    worker.on('error', (error) => this.replace(slot, new InternalError(`an executor crashed: ${error.message}`)));
+    worker.on('error', (error) => this.onCrash(slot, error));
     worker.unref();
     slot.worker = worker;
+    slot.tasks = tasks;
+    slot.replies = replies;
+    slot.seq = 0;
+    slot.early = [];
+    slot.polling = false;
     slot.keys = new Set();
     slot.held = new Map();
     // A replacement restores the provisioned instances its predecessor held.
@@ -325,20 +379,50 @@ export class ExecutorPool {
 
   private post(slot: Slot, task: Task | ForgetTask): void {
     slot.outbox.push(task);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
-    }
+    this.schedule();
   }
 
-  // Tasks dispatched in one tick travel in one message: one thread wake-up for many.
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  // Once per loop turn, after the poll phase has delivered every frame and
+  // message that was ready (a microtask would run after each one of them):
+  // reads the replies still coming, then sends what was dispatched meanwhile,
+  // so one turn's tasks cost an executor at most one wake-up.
   private flush(): void {
-    this.flushScheduled = false;
+    // Replies first: what they free the executors for leaves below, this turn.
+    let read = 0;
     for (const slot of this.slots) {
-      if (slot.outbox.length === 0) continue;
-      slot.worker.postMessage(slot.outbox);
-      for (const task of slot.outbox) if ('load' in task) delete task.load;
-      slot.outbox = [];
+      if (!slot.polling) continue;
+      slot.polling = false;
+      read += this.readReplies(slot);
+    }
+    if (read > 0) this.pump();
+    this.flushScheduled = false;
+    for (const slot of this.slots) if (slot.outbox.length > 0) this.send(slot);
+    if (this.slots.some((slot) => slot.polling)) this.schedule(); // replies came: look again next turn
+  }
+
+  /** Invocations into the ring, the rest (and what does not fit) in one message; the message, if any, is the doorbell. */
+  private send(slot: Slot): void {
+    let posted: PostedTask[] | undefined;
+    let wrote = false;
+    for (const task of slot.outbox) {
+      const seq = slot.seq;
+      slot.seq = (seq + 1) >>> 0;
+      if (task.op === 'invoke' && !task.load && writeInvokeTask(slot.tasks, seq, task)) wrote = true;
+      else (posted ??= []).push({ seq, task });
+    }
+    slot.outbox = [];
+    const asleep = wrote && slot.tasks.wake();
+    if (posted) {
+      slot.worker.postMessage(posted);
+      for (const { task } of posted) if ('load' in task) delete task.load;
+    } else if (asleep) {
+      slot.worker.postMessage(DOORBELL);
     }
   }
 
@@ -350,20 +434,69 @@ export class ExecutorPool {
     if (head) slot.timer = setTimeout(() => this.onTimeout(slot), head.timeoutMs);
   }
 
-  private onMessage(slot: Slot, reply: WorkerMessage): void {
-    if (reply.op === 'held') {
-      if (!slot.keys.has(reply.key)) return; // forgotten since
-      slot.held.set(reply.key, reply.held);
-      if (reply.reaped > 0 || reply.evicted > 0) {
-        const dropped = this.dropped.get(reply.key) ?? { reaped: 0, evicted: 0 };
-        dropped.reaped += reply.reaped;
-        dropped.evicted += reply.evicted;
-        this.dropped.set(reply.key, dropped);
+  private onMessage(slot: Slot, message: WorkerMessage): void {
+    if (message === DOORBELL) {
+      if (this.readReplies(slot) > 0) this.pump();
+      return;
+    }
+    if (message.op === 'held') {
+      if (!slot.keys.has(message.key)) return; // forgotten since
+      slot.held.set(message.key, message.held);
+      if (message.reaped > 0 || message.evicted > 0) {
+        const dropped = this.dropped.get(message.key) ?? { reaped: 0, evicted: 0 };
+        dropped.reaped += message.reaped;
+        dropped.evicted += message.evicted;
+        this.dropped.set(message.key, dropped);
       }
       return;
     }
-    const pending = slot.inflight[0];
-    if (!pending || pending.task.id !== reply.id) return; // from a worker already replaced
+    // Structured cloning keeps the fields, not the class.
+    if (message.op === 'invoke') message.answer = new EncodedAnswer(message.answer.bytes, message.answer.isError);
+    slot.early.push(message);
+    if (this.readReplies(slot) > 0) this.pump();
+  }
+
+  /**
+   * Handles the worker's replies that are here, in the order of its tasks,
+   * and returns how many. After some, it looks again next turn rather than
+   * sleeping: a busy worker then need not ring.
+   */
+  private readReplies(slot: Slot): number {
+    const ring = slot.replies;
+    let count = 0;
+    for (;;) {
+      const head = slot.inflight[0];
+      if (head && slot.early[0]?.id === head.task.id) {
+        this.onReply(slot, head, slot.early.shift()!);
+        count++;
+        continue;
+      }
+      const at = ring.peek();
+      if (at >= 0) {
+        // Not the head's: the head's reply is a message on its way, whose arrival reads on.
+        if (head?.task.op !== 'invoke' || replyId(ring, at) !== head.task.id) return count;
+        const { config } = head.fn!;
+        const { answer, summary } = readInvokeReply(ring, at, {
+          requestId: head.task.invocation.requestId,
+          function: config.functionName,
+          version: config.functionVersion,
+        });
+        ring.release(at);
+        this.onReply(slot, head, { id: head.task.id, op: 'invoke', answer, summary });
+        count++;
+        continue;
+      }
+      if (count > 0) {
+        slot.polling = true;
+        this.schedule();
+        return count;
+      }
+      if (ring.sleep()) return 0;
+    }
+  }
+
+  /** Takes the oldest in-flight task, `pending`, off the executor with its reply. */
+  private onReply(slot: Slot, pending: Pending, reply: TaskReply): void {
     const now = performance.now();
     slot.inflight.shift();
     this.settle(slot, pending);
@@ -376,8 +509,7 @@ export class ExecutorPool {
         else this.queue.requeue([pending]);
         break;
       case 'invoke':
-        // Structured cloning keeps the fields, not the class.
-        pending.resolve({ answer: new EncodedAnswer(reply.answer.bytes, reply.answer.isError), summary: reply.summary } as never);
+        pending.resolve({ answer: reply.answer, summary: reply.summary } as never);
         break;
       case 'prepare':
         pending.resolve({ kind: reply.kind, prepared: reply.prepared } as never);
@@ -389,7 +521,6 @@ export class ExecutorPool {
         pending.reject(errorFromWire(reply.error));
         break;
     }
-    this.pump();
   }
 
   private recordRunTime(key: string, ms: number): void {
@@ -400,6 +531,11 @@ export class ExecutorPool {
   // V8 cannot interrupt a guest that never returns: the only sure stop is to
   // terminate its thread. The replacement starts empty and the queue refills it.
   private onTimeout(slot: Slot): void {
+    // Its reply may be in the ring, unread: then it finished, and nothing need stop.
+    if (this.readReplies(slot) > 0) {
+      this.pump();
+      return;
+    }
     const head = slot.inflight[0];
     const seconds = head ? head.timeoutMs / 1000 : 0;
     this.replace(
@@ -408,6 +544,12 @@ export class ExecutorPool {
         ? new TimeoutError(`${head.task.op === 'prepare' ? 'preparing' : 'provisioning'} the function took longer than ${seconds} s`)
         : new TimeoutError(`the invocation exceeded its ${head?.timeoutMs} ms timeout`, { timeoutMs: head?.timeoutMs }),
     );
+  }
+
+  private onCrash(slot: Slot, error: Error): void {
+    // What it answered before it stopped stands: the oldest task left is the one it was running.
+    this.readReplies(slot);
+    this.replace(slot, new InternalError(`an executor crashed: ${error.message}`));
   }
 
   /** Fails the running task with `error`, requeues the ones behind it, and starts a fresh worker. */

@@ -81,7 +81,8 @@ describe('scaling: two executors', () => {
     await client.deploy('redeploy', testkit);
     await client.invoke('redeploy', 'count');
     await client.invoke('redeploy', 'count');
-    expect((await client.get('redeploy')).live).toMatchObject({ instances: 1, executors: 1, invocations: 2 });
+    const before = await waitForLive(client, 'redeploy', (live) => live.instances === 1);
+    expect(before).toMatchObject({ instances: 1, executors: 1, invocations: 2 });
     await client.deploy('redeploy', testkit, { env: { V: '2' } });
     expect((await client.get('redeploy')).live).toMatchObject({ instances: 0, executors: 0, invocations: 0 });
     const fresh = await client.invoke('redeploy', 'count');
@@ -117,6 +118,8 @@ describe('scaling: a memory budget', () => {
       await client.deploy(name, testkit);
       await client.invoke(name, 'count');
     }
+    // Executors report what they hold right after answering: wait for the last report.
+    await waitForLive(client, names.at(-1)!, (live) => live.instances === 1);
     const lives = await Promise.all(names.map(async (name) => (await client.get(name)).live));
     const held = lives.reduce((sum, live) => sum + live.instanceBytes, 0) + (await client.get('pinned')).live.instanceBytes;
     expect(held).toBeLessThanOrEqual(2 ** 20);
