@@ -85,5 +85,5 @@ emit(
     ['hand-off', 'busy p50 µs', 'busy p99 µs', 'idle p50 µs', 'idle p99 µs'],
     ...Object.entries(results).map(([k, v]) => [k, v.busy.p50Us, v.busy.p99Us, v.idle.p50Us, v.idle.p99Us]),
   ],
-  ['ports is what the executor pool uses; atomics needs the worker to block (no event loop) and carries no data by itself.'],
+  ['One task per wake-up. The executor pool carries tasks in shared-memory rings and wakes a side by message only when it may be asleep (bench/e2e.mjs measures that end to end).'],
 );
