@@ -76,6 +76,11 @@ export interface FunctionRef {
   idleTtlMs: number;
   /** The stored prepared form (what prepare() returned at deploy). */
   loadPrepared: () => Uint8Array;
+  /**
+   * Set once a newer version replaced it or it was deleted (after forget()):
+   * invocations already on their way still run, but no executor keeps it.
+   */
+  retired?: boolean;
 }
 
 export interface Prepared {
@@ -333,6 +338,7 @@ export class ExecutorPool {
 
   private dispatch(slot: Slot, pending: Pending, now: number): void {
     const { task, fn } = pending;
+    let dropAfter = false;
     if (task.op !== 'prepare' && fn && !slot.keys.has(fn.key)) {
       try {
         task.load = { prepared: fn.loadPrepared(), config: fn.config, idleTtlMs: fn.idleTtlMs } satisfies FunctionLoad;
@@ -340,7 +346,9 @@ export class ExecutorPool {
         pending.reject(error instanceof KilnError ? error : new InternalError("cannot read the function's prepared form"));
         return;
       }
-      slot.keys.add(fn.key);
+      // A retired version is loaded for this one task and dropped right after it (the order holds).
+      if (fn.retired) dropAfter = true;
+      else slot.keys.add(fn.key);
     }
     pending.slow = this.isSlow(pending);
     if (pending.slow) slot.slow++;
@@ -352,6 +360,7 @@ export class ExecutorPool {
     slot.inflight.push(pending);
     if (slot.inflight.length === 1) this.startHead(slot, now);
     this.post(slot, task);
+    if (dropAfter) this.post(slot, { op: 'forget', key: fn!.key });
   }
 
   /** Removes a task from its executor's books (it was answered, or is going back to the queue). */
@@ -500,12 +509,13 @@ export class ExecutorPool {
     const now = performance.now();
     slot.inflight.shift();
     this.settle(slot, pending);
-    if (pending.task.op === 'invoke' && reply.op === 'invoke') this.recordRunTime(pending.task.key, now - slot.headSince);
+    if (pending.task.op === 'invoke' && reply.op === 'invoke' && !pending.fn?.retired) this.recordRunTime(pending.task.key, now - slot.headSince);
     this.startHead(slot, now);
     switch (reply.op) {
       case 'need-artifact':
         slot.keys.delete(pending.fn!.key);
-        if (pending.pinned) this.dispatch(slot, pending, now);
+        if (pending.pinned && pending.fn!.retired) pending.resolve(undefined as never);
+        else if (pending.pinned) this.dispatch(slot, pending, now);
         else this.queue.requeue([pending]);
         break;
       case 'invoke':
@@ -531,18 +541,27 @@ export class ExecutorPool {
   // V8 cannot interrupt a guest that never returns: the only sure stop is to
   // terminate its thread. The replacement starts empty and the queue refills it.
   private onTimeout(slot: Slot): void {
-    // Its reply may be in the ring, unread: then it finished, and nothing need stop.
-    if (this.readReplies(slot) > 0) {
-      this.pump();
-      return;
-    }
     const head = slot.inflight[0];
-    const seconds = head ? head.timeoutMs / 1000 : 0;
+    // Its reply may be here already, unread: in the ring, or in a message the
+    // loop has not handled yet (timers run before the poll phase). So look one
+    // turn later: if it finished, nothing need stop.
+    setImmediate(() => {
+      if (!head || slot.inflight[0] !== head) return; // answered meanwhile, or replaced
+      if (this.readReplies(slot) > 0) {
+        this.pump();
+        return;
+      }
+      this.stop(slot, head);
+    });
+  }
+
+  private stop(slot: Slot, head: Pending): void {
+    const seconds = head.timeoutMs / 1000;
     this.replace(
       slot,
-      head && head.task.op !== 'invoke'
+      head.task.op !== 'invoke'
         ? new TimeoutError(`${head.task.op === 'prepare' ? 'preparing' : 'provisioning'} the function took longer than ${seconds} s`)
-        : new TimeoutError(`the invocation exceeded its ${head?.timeoutMs} ms timeout`, { timeoutMs: head?.timeoutMs }),
+        : new TimeoutError(`the invocation exceeded its ${head.timeoutMs} ms timeout`, { timeoutMs: head.timeoutMs }),
     );
   }
 
@@ -558,7 +577,7 @@ export class ExecutorPool {
     slot.timer = undefined;
     const [running, ...waiting] = this.takeInflight(slot);
     running?.reject(error);
-    if (running?.task.op === 'invoke') this.recordRunTime(running.task.key, running.timeoutMs);
+    if (running?.task.op === 'invoke' && !running.fn?.retired) this.recordRunTime(running.task.key, running.timeoutMs);
     // Provisioning belongs to this executor; its replacement provisions afresh.
     for (const pending of waiting) if (pending.pinned) pending.resolve(undefined as never);
     this.queue.requeue(waiting.filter((pending) => !pending.pinned));

@@ -63,8 +63,8 @@ export class Methods {
   /** Typed by the protocol's method list, so a method the protocol names cannot go unimplemented. */
   private readonly table: Record<Method, MethodHandler>;
   private readonly admission = new Admission();
-  /** Per immutable version (the store hands out the same info object until it changes). */
-  private readonly deployed = new WeakMap<FunctionInfo, Deployed>();
+  /** Per immutable version, by key, from first use until a redeploy or delete retires it. */
+  private readonly deployed = new Map<string, Deployed>();
 
   constructor(
     private readonly store: Store,
@@ -103,7 +103,7 @@ export class Methods {
     const info = this.store.publish({ name, kind, artifact: wasm, prepared, config });
     this.log.info({ function: name, version: info.version, kind, digest: info.digest, size: info.size }, 'deployed');
     // The old version's instances go; invocations already on their way still finish on it.
-    if (previous) this.pool.forget(keyOf(previous));
+    if (previous) this.retire(previous);
     await this.provision(info);
     return info;
   }
@@ -139,7 +139,7 @@ export class Methods {
   private remove(name: string): { deleted: true } {
     const info = this.store.get(name);
     if (!info || !this.store.delete(name)) throw new NotFoundError(`function "${name}" does not exist`);
-    this.pool.forget(keyOf(info));
+    this.retire(info);
     this.log.info({ function: name }, 'deleted');
     return { deleted: true };
   }
@@ -186,11 +186,21 @@ export class Methods {
     return executed.answer;
   }
 
+  /** A version replaced or deleted: the executors drop it; invocations already on their way still finish on it. */
+  private retire(info: FunctionInfo): void {
+    const key = keyOf(info);
+    const deployed = this.deployed.get(key);
+    if (deployed) deployed.ref.retired = true;
+    this.deployed.delete(key);
+    this.pool.forget(key);
+  }
+
   private deployedFor(info: FunctionInfo): Deployed {
-    let deployed = this.deployed.get(info);
+    const key = keyOf(info);
+    let deployed = this.deployed.get(key);
     if (!deployed) {
       const ref: FunctionRef = {
-        key: keyOf(info),
+        key,
         config: guestConfig(info),
         timeoutMs: info.config.timeoutMs,
         idleTtlMs: info.config.idleTtlMs,
@@ -205,7 +215,7 @@ export class Methods {
         },
       };
       deployed = { ref, counters: { inflight: 0, invocations: 0, coldStarts: 0, errors: 0, timeouts: 0, throttled: 0 } };
-      this.deployed.set(info, deployed);
+      this.deployed.set(key, deployed);
     }
     return deployed;
   }
