@@ -262,7 +262,8 @@ export class ExecutorPool {
     });
   }
 
-  private startWorker(slot: Slot): void {
+  /** Starts the executor of a slot; resolves per provisioned key once its share is restored there. */
+  private startWorker(slot: Slot): Map<string, Promise<void>> {
     const tasks = Ring.allocate(RING_BYTES);
     const replies = Ring.allocate(RING_BYTES);
     const workerData: WorkerOptions = { ...this.workerOptions, tasks: tasks.buffer, replies: replies.buffer };
@@ -279,7 +280,13 @@ export class ExecutorPool {
     slot.keys = new Set();
     slot.held = new Map();
     // A replacement restores the provisioned instances its predecessor held.
-    for (const key of this.provisioned.keys()) void this.provisionOn(slot, key).catch(() => {});
+    const provisioning = new Map<string, Promise<void>>();
+    for (const key of this.provisioned.keys()) {
+      const done = this.provisionOn(slot, key);
+      done.catch(() => {});
+      provisioning.set(key, done);
+    }
+    return provisioning;
   }
 
   /** Sends this executor its share of a provisioned function (the first executors take the remainder). */
@@ -578,8 +585,7 @@ export class ExecutorPool {
     const [running, ...waiting] = this.takeInflight(slot);
     running?.reject(error);
     if (running?.task.op === 'invoke' && !running.fn?.retired) this.recordRunTime(running.task.key, running.timeoutMs);
-    // Provisioning belongs to this executor; its replacement provisions afresh.
-    for (const pending of waiting) if (pending.pinned) pending.resolve(undefined as never);
+    const pinned = waiting.filter((pending) => pending.pinned);
     this.queue.requeue(waiting.filter((pending) => !pending.pinned));
     slot.outbox = [];
     const old = slot.worker;
@@ -587,8 +593,17 @@ export class ExecutorPool {
     old.removeAllListeners('error');
     old.on('error', () => {}); // a dying worker may still report; nobody is listening
     void old.terminate();
-    if (this.closed) return;
-    this.startWorker(slot);
+    if (this.closed) {
+      for (const pending of pinned) pending.resolve(undefined as never);
+      return;
+    }
+    // Provisioning belongs to this executor: the replacement does it afresh, and
+    // what waited for the old one's is done when the new one's is.
+    const provisioning = this.startWorker(slot);
+    for (const pending of pinned) {
+      const settle = () => pending.resolve(undefined as never);
+      void (provisioning.get(pending.fn!.key) ?? Promise.resolve()).then(settle, settle);
+    }
     this.pump();
   }
 }

@@ -42,6 +42,18 @@ describe('ExecutorPool', () => {
     expect(pool.stats(v1.key)).toMatchObject({ instances: 0, executors: 0 });
   });
 
+  it('a provision waiting behind a task stopped at its deadline resolves once the replacement executor has restored it', async () => {
+    pool = new ExecutorPool({ size: 1, memoryBudgetBytes: 2 ** 30 });
+    const { prepared } = await pool.prepare(testkit, config);
+    const stuck: FunctionRef = { key: 'stuck@1', config, timeoutMs: 300, idleTtlMs: 600_000, loadPrepared: () => prepared };
+    const provisioned: FunctionRef = { ...stuck, key: 'provisioned@1', timeoutMs: 10_000 };
+    const looping = pool.invoke(stuck, call('loop')).catch((error: unknown) => error);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await pool.provision(provisioned, 1);
+    expect(pool.stats(provisioned.key).instances).toBe(1);
+    expect(await looping).toMatchObject({ code: 'TIMEOUT' });
+  });
+
   it('delivers an answer that arrived while the network thread was too busy to see it before the deadline', async () => {
     pool = new ExecutorPool({ size: 1, memoryBudgetBytes: 2 ** 30 });
     const { prepared } = await pool.prepare(testkit, config);
