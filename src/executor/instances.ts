@@ -86,9 +86,7 @@ export class InstanceCache {
       this.release(entry, instance.memoryBytes);
       return instance;
     }
-    const spare = entry.spare;
-    entry.spare = undefined;
-    return spare ?? entry.prepared.instantiate(this.memories);
+    return this.unready(entry);
   }
 
   /**
@@ -114,8 +112,7 @@ export class InstanceCache {
   refill(entry: Entry): void {
     const target = this.target(entry);
     while (entry.ready.length < target) {
-      const instance = entry.spare ?? entry.prepared.instantiate(this.memories);
-      entry.spare = undefined;
+      const instance = this.unready(entry);
       instance.warm();
       this.hold(entry, instance);
     }
@@ -136,6 +133,13 @@ export class InstanceCache {
     if (!entry) return;
     this.drop(entry, entry.ready.length);
     this.entries.delete(key);
+  }
+
+  /** An instance with no Wasm instance yet: the kept host side, or a new one. */
+  private unready(entry: Entry): GuestInstance {
+    const spare = entry.spare;
+    entry.spare = undefined;
+    return spare ?? entry.prepared.instantiate(this.memories);
   }
 
   // In use, the function keeps one instance ready for its next invocation
@@ -166,7 +170,7 @@ export class InstanceCache {
   }
 
   private keepBudget(): void {
-    if (this.heldBytes + this.memories.stats().idleBytes <= this.memoryBudgetBytes) return;
+    if (this.heldBytes + this.memories.idleBytes <= this.memoryBudgetBytes) return;
     this.memories.clear();
     for (const entry of this.entries.values()) {
       if (this.heldBytes <= this.memoryBudgetBytes) return;

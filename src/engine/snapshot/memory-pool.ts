@@ -73,7 +73,7 @@ export class MemoryPool {
   private readonly maxIdlePerClass: number;
   private readonly maxIdleBytes: number;
   private idleCount = 0;
-  private idleBytes = 0;
+  private idleByteCount = 0;
   private createdCount = 0;
   private reusedCount = 0;
   private discardedCount = 0;
@@ -95,7 +95,7 @@ export class MemoryPool {
       const memory = idle.memories.pop()!;
       const dirtyBytes = idle.dirty.pop()!;
       this.idleCount--;
-      this.idleBytes -= minPages * WASM_PAGE_BYTES;
+      this.idleByteCount -= minPages * WASM_PAGE_BYTES;
       this.reusedCount++;
       return { memory, reused: true, dirtyBytes };
     }
@@ -112,7 +112,7 @@ export class MemoryPool {
     const origin = this.origins.get(memory);
     const length = memory.buffer.byteLength;
     const bytes = origin === undefined ? 0 : origin.initial * WASM_PAGE_BYTES;
-    if (origin === undefined || length !== bytes || this.idleBytes + bytes > this.maxIdleBytes) {
+    if (origin === undefined || length !== bytes || this.idleByteCount + bytes > this.maxIdleBytes) {
       this.discardedCount++;
       return false;
     }
@@ -130,7 +130,7 @@ export class MemoryPool {
     idle.memories.push(memory);
     idle.dirty.push(Math.min(dirtyBytes ?? length, length));
     this.idleCount++;
-    this.idleBytes += bytes;
+    this.idleByteCount += bytes;
     return true;
   }
 
@@ -145,11 +145,11 @@ export class MemoryPool {
     }
     const target = Math.min(count, this.maxIdlePerClass);
     let added = 0;
-    while (idle.memories.length < target && this.idleBytes + bytes <= this.maxIdleBytes) {
+    while (idle.memories.length < target && this.idleByteCount + bytes <= this.maxIdleBytes) {
       idle.memories.push(this.create(sizeClass.initial, sizeClass.maximum, key));
       idle.dirty.push(0);
       this.idleCount++;
-      this.idleBytes += bytes;
+      this.idleByteCount += bytes;
       added++;
     }
     return added;
@@ -164,10 +164,15 @@ export class MemoryPool {
   clear(sizeClass?: SizeClass): void {
     for (const [key, idle] of this.idle) {
       if (sizeClass && key !== classKey(sizeClass.initial, sizeClass.maximum)) continue;
-      for (const memory of idle.memories) this.idleBytes -= memory.buffer.byteLength;
+      for (const memory of idle.memories) this.idleByteCount -= memory.buffer.byteLength;
       this.idleCount -= idle.memories.length;
       this.idle.delete(key);
     }
+  }
+
+  /** Bytes the idle memories hold now (what stats() reports, without building the object). */
+  get idleBytes(): number {
+    return this.idleByteCount;
   }
 
   stats(): MemoryPoolStats {
@@ -176,7 +181,7 @@ export class MemoryPool {
       reused: this.reusedCount,
       discarded: this.discardedCount,
       idle: this.idleCount,
-      idleBytes: this.idleBytes,
+      idleBytes: this.idleByteCount,
     };
   }
 
